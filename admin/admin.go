@@ -357,12 +357,12 @@ func (a *API) createRoleCollection(w http.ResponseWriter, r *http.Request) {
 		if _, err := tx.GetRoleCollection(body.Name); err == nil {
 			return fail(http.StatusConflict, "role collection %q already exists", body.Name)
 		}
-		dir, err := directory(tx)
-		if err != nil {
-			return err
-		}
 		for i, ref := range body.RoleTemplates {
-			if _, _, ok := dir.FindTemplate(ref); !ok {
+			ok, err := templateExists(tx, ref)
+			if err != nil {
+				return err
+			}
+			if !ok {
 				return fail(http.StatusBadRequest, "role_templates[%d]: %q is not a role template of an existing xsuaa instance (write <xsappname>.<template>, e.g. bookshop!t1.Viewer)", i, ref)
 			}
 		}
@@ -379,23 +379,33 @@ func (a *API) createRoleCollection(w http.ResponseWriter, r *http.Request) {
 	a.respond(w, http.StatusCreated, out, err)
 }
 
-func directory(tx store.Tx) (*grants.Directory, error) {
-	all, err := tx.ListInstances()
-	if err != nil {
-		return nil, err
-	}
-	var apps []grants.App
-	for _, in := range all {
-		if in.Service != broker.ServiceXsuaa {
-			continue
+// templateExists reports whether ref ("<full xsappname>.<template>") names
+// a role template of an existing xsuaa instance. The instance is found
+// through the store's xsappname index, not by reading the whole zone. Full
+// xsappnames contain no '.', template names may: every split point is
+// tried, as grants.Directory.FindTemplate does.
+func templateExists(tx store.Tx, ref string) (bool, error) {
+	for i := strings.IndexByte(ref, '.'); i >= 0; {
+		in, err := tx.GetInstanceByXSAppName(ref[:i])
+		switch {
+		case err == nil && in.Service == broker.ServiceXsuaa:
+			app, err := broker.AppOf(in)
+			if err != nil {
+				return false, err
+			}
+			if _, _, ok := grants.NewDirectory([]grants.App{app}).FindTemplate(ref); ok {
+				return true, nil
+			}
+		case err != nil && !errors.Is(err, store.ErrNotFound):
+			return false, err
 		}
-		app, err := broker.AppOf(in)
-		if err != nil {
-			return nil, err
+		j := strings.IndexByte(ref[i+1:], '.')
+		if j < 0 {
+			break
 		}
-		apps = append(apps, app)
+		i += 1 + j
 	}
-	return grants.NewDirectory(apps), nil
+	return false, nil
 }
 
 func (a *API) deleteRoleCollection(w http.ResponseWriter, r *http.Request) {

@@ -131,7 +131,7 @@ func (b *Broker) Bind(ctx context.Context, instanceID, bindingID string, d domai
 	if err != nil {
 		return domain.Binding{}, osbError(err)
 	}
-	b.cfg.Changed()
+	b.cfg.Changed(instanceID)
 	return result, nil
 }
 
@@ -194,7 +194,7 @@ func (b *Broker) Unbind(ctx context.Context, instanceID, bindingID string, _ dom
 		return domain.UnbindSpec{}, osbError(err)
 	}
 	b.cfg.Logger.Info("unbind", lager.Data{"instance_id": instanceID, "binding_id": bindingID})
-	b.cfg.Changed()
+	b.cfg.Changed(instanceID)
 	return domain.UnbindSpec{}, nil
 }
 

@@ -62,9 +62,10 @@ type Config struct {
 	// KeyPool supplies pre-generated RSA keys for X.509 bindings; nil
 	// generates each key during the bind.
 	KeyPool *credentials.KeyPool
-	// Changed is called after every committed change of instances or
-	// bindings, so caches (the token server's client table) can refresh.
-	Changed func()
+	// Changed is called with the instance id after every committed change
+	// of an instance or of its bindings, so caches (the token server's
+	// client table) can refresh that one instance rather than the zone.
+	Changed func(instanceID string)
 }
 
 // Broker implements domain.ServiceBroker.
@@ -80,7 +81,7 @@ func New(cfg Config) *Broker {
 		cfg.Now = time.Now
 	}
 	if cfg.Changed == nil {
-		cfg.Changed = func() {}
+		cfg.Changed = func(string) {}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = lager.NewLogger("broker")
@@ -249,7 +250,7 @@ func (b *Broker) Provision(ctx context.Context, id string, d domain.ProvisionDet
 		return domain.ProvisionedServiceSpec{}, osbError(err)
 	}
 	if !spec.AlreadyExists {
-		b.cfg.Changed()
+		b.cfg.Changed(id)
 	}
 	return spec, nil
 }
@@ -314,7 +315,7 @@ func (b *Broker) Update(ctx context.Context, id string, d domain.UpdateDetails, 
 	if err != nil {
 		return domain.UpdateServiceSpec{}, osbError(err)
 	}
-	b.cfg.Changed()
+	b.cfg.Changed(id)
 	return domain.UpdateServiceSpec{}, nil
 }
 
@@ -336,7 +337,7 @@ func (b *Broker) Deprovision(ctx context.Context, id string, _ domain.Deprovisio
 	if len(removed) > 0 {
 		b.cfg.Logger.Info("deprovision-removed-bindings", lager.Data{"instance_id": id, "bindings": len(removed)})
 	}
-	b.cfg.Changed()
+	b.cfg.Changed(id)
 	return domain.DeprovisionServiceSpec{}, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"code.cloudfoundry.org/lager/v3"
 	"github.com/pivotal-cf/brokerapi/v10"
@@ -35,7 +36,26 @@ type Credentials struct {
 //     which Cloud Controller would answer with orphan mitigation.
 func Handler(b *Broker, creds Credentials, logger lager.Logger) http.Handler {
 	api := brokerapi.NewWithOptions(b, logger)
-	return echoRequestIdentity(BasicAuth(creds, checkVersion(checkBody(api))))
+	return echoRequestIdentity(BasicAuth(creds, allowSlowBinds(checkVersion(checkBody(api)))))
+}
+
+// SlowBindWriteTimeout is how long an authenticated bind may take to answer.
+// An RSA-8192 key for an x509 binding, when the key pool has none ready,
+// takes minutes to generate on a small machine: longer than the server's
+// WriteTimeout, which would otherwise cut the connection before the
+// credentials are written (the binding would exist, the platform would not
+// know it).
+const SlowBindWriteTimeout = 15 * time.Minute
+
+func allowSlowBinds(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/service_bindings/") {
+			// Not every ResponseWriter supports deadlines (httptest's
+			// recorder); those have no timeout to lift.
+			_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(SlowBindWriteTimeout))
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func writeOSBError(w http.ResponseWriter, status int, key, desc string) {

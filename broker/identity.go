@@ -21,13 +21,13 @@ func (b *Broker) configureIdentity(tx store.Tx, in *store.Instance, params []byt
 		return badRequest("%v", err)
 	}
 	if len(cfg.ConsumedServices) > 0 {
-		all, err := tx.ListInstances()
-		if err != nil {
-			return err
-		}
 		for i, cs := range cfg.ConsumedServices {
+			same, err := tx.ListInstancesByServiceName(in.SpaceGUID, cs.ServiceInstanceName)
+			if err != nil {
+				return err
+			}
 			found := false
-			for _, other := range all {
+			for _, other := range same {
 				if other.Service == ServiceIdentity && other.SpaceGUID == in.SpaceGUID && other.InstanceName == cs.ServiceInstanceName && other.ID != in.ID {
 					found = true
 					break

@@ -56,14 +56,18 @@ func (b *Broker) configureXsuaa(tx store.Tx, in *store.Instance, params []byte, 
 	}
 	in.Config = cfg
 
-	dir, self, err := directoryWith(tx, in, d)
+	same, err := tx.ListInstancesByAppName(in.Plan, d.XSAppName)
 	if err != nil {
 		return err
 	}
-	for _, other := range dir.Apps() {
-		if other.InstanceID != in.ID && other.Plan == in.Plan && other.BaseName == d.XSAppName {
+	for _, other := range same {
+		if other.ID != in.ID && other.Service == ServiceXsuaa {
 			return badRequest("xsappname: an instance with xsappname %q and plan %q already exists in this zone (instance %q)", d.XSAppName, in.Plan, other.InstanceName)
 		}
+	}
+	dir, self, err := directoryWith(tx, in, d)
+	if err != nil {
+		return err
 	}
 	if err := checkRefs(dir, self, d); err != nil {
 		return err
@@ -85,25 +89,40 @@ func checkRefs(dir *grants.Directory, self *grants.App, d *descriptor.Descriptor
 	return nil
 }
 
-// directoryWith builds the grants directory of all xsuaa instances, with in
-// (carrying descriptor d) in place of its stored version.
+// directoryWith builds a grants directory of in (carrying descriptor d in
+// place of its stored version) and of the xsuaa instances its cross-instance
+// references can point at, found through the store's indexes. For every
+// question the broker asks about d's references (Resolve, Expand,
+// FindTemplate of an expanded reference) it answers as a directory of the
+// whole zone would, while a provision reads a handful of instances instead
+// of all of them.
 func directoryWith(tx store.Tx, in *store.Instance, d *descriptor.Descriptor) (*grants.Directory, *grants.App, error) {
-	all, err := tx.ListInstances()
-	if err != nil {
-		return nil, nil, err
-	}
-	apps := make([]grants.App, 0, len(all)+1)
-	for _, other := range all {
-		if other.Service != ServiceXsuaa || other.ID == in.ID {
-			continue
+	seen := map[string]bool{in.ID: true}
+	apps := []grants.App{AppFor(in, d)}
+	for _, lr := range d.CrossInstanceRefs() {
+		var found []*store.Instance
+		var err error
+		switch lr.Ref.Kind {
+		case descriptor.App:
+			found, err = tx.ListInstancesByAppName(lr.Ref.Plan, lr.Ref.App)
+		case descriptor.Service:
+			found, err = tx.ListInstancesByServiceName(in.SpaceGUID, lr.Ref.Service)
 		}
-		app, err := AppOf(other)
 		if err != nil {
 			return nil, nil, err
 		}
-		apps = append(apps, app)
+		for _, other := range found {
+			if other.Service != ServiceXsuaa || seen[other.ID] {
+				continue
+			}
+			seen[other.ID] = true
+			app, err := AppOf(other)
+			if err != nil {
+				return nil, nil, err
+			}
+			apps = append(apps, app)
+		}
 	}
-	apps = append(apps, AppFor(in, d))
 	dir := grants.NewDirectory(apps)
 	self, _ := dir.Lookup(in.ID)
 	return dir, self, nil
@@ -139,7 +158,7 @@ func syncRoleCollections(tx store.Tx, dir *grants.Directory, self *grants.App, d
 			owner := "the role-collection API"
 			if existing.Owner != "" {
 				owner = "another instance"
-				if o, ok := dir.Lookup(existing.Owner); ok {
+				if o, err := tx.GetInstance(existing.Owner); err == nil {
 					owner = fmt.Sprintf("instance %q", o.InstanceName)
 				}
 			}
@@ -169,12 +188,12 @@ func syncRoleCollections(tx store.Tx, dir *grants.Directory, self *grants.App, d
 			return err
 		}
 	}
-	all, err := tx.ListRoleCollections()
+	owned, err := tx.ListRoleCollectionsByOwner(self.InstanceID)
 	if err != nil {
 		return err
 	}
-	for _, rc := range all {
-		if rc.Owner == self.InstanceID && !declared[rc.Name] {
+	for _, rc := range owned {
+		if !declared[rc.Name] {
 			if err := tx.DeleteRoleCollection(rc.Name); err != nil {
 				return err
 			}

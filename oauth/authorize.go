@@ -83,7 +83,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		s.showMessage(w, http.StatusServiceUnavailable, "Temporarily unavailable", "Please try again.")
 		return
 	}
-	cl := t.byID[q.Get("client_id")]
+	cl := t.client(q.Get("client_id"))
 	if cl == nil || (cl.Identity != nil) != (r.URL.Path == "/oauth2/authorize") {
 		s.showMessage(w, http.StatusBadRequest, "Unknown client", "The application that sent you here is not registered.")
 		return
@@ -233,7 +233,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		s.showMessage(w, http.StatusServiceUnavailable, "Temporarily unavailable", "Please try again.")
 		return
 	}
-	cl := t.byID[cu.Query().Get("client_id")]
+	cl := t.client(cu.Query().Get("client_id"))
 	if cl == nil {
 		s.showMessage(w, http.StatusBadRequest, "Unknown client", "The application that sent you here is not registered.")
 		return
@@ -333,7 +333,7 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 	if target != "" {
 		var patterns []string
 		if t, err := s.clients.Table(r.Context()); err == nil {
-			if cl := t.byID[r.URL.Query().Get("client_id")]; cl != nil {
+			if cl := t.client(r.URL.Query().Get("client_id")); cl != nil {
 				patterns = logoutPatterns(cl)
 			}
 		}

@@ -1,6 +1,7 @@
 package oauth
 
 import (
+	"context"
 	"crypto/x509"
 	"net"
 	"net/http"
@@ -23,14 +24,17 @@ type authenticated struct {
 }
 
 // authenticate is authenticateClient that, on a store shared by replicas,
-// retries once with a fresh client table before refusing (see
-// clients.Fresh). It returns the table the answer is based on.
+// retries once after rereading the claimed client before refusing (see
+// clientTable.refreshClient). It returns the table the answer is based on.
 func (s *Server) authenticate(r *http.Request, t *clientTable) (*authenticated, *clientTable, *Error) {
 	a, oerr := s.authenticateClient(r, t)
 	if oerr != nil && s.cfg.SharedStore {
-		if fresh, err := s.clients.Fresh(r.Context(), 250*time.Millisecond); err == nil && fresh != t {
-			t = fresh
-			a, oerr = s.authenticateClient(r, fresh)
+		var fp string
+		if leaf := s.clientCertificate(r); leaf != nil {
+			fp = fingerprintHex(leaf.Raw)
+		}
+		if t.refreshClient(r.Context(), claimedClientID(r), fp, 250*time.Millisecond) {
+			a, oerr = s.authenticateClient(r, t)
 		}
 	}
 	if oerr != nil {
@@ -53,23 +57,23 @@ func (s *Server) authenticateClient(r *http.Request, t *clientTable) (*authentic
 	basicID, basicSecret, hasBasic := r.BasicAuth()
 
 	if hasBasic {
-		cl, binding, ok := t.basicClient(basicID, basicSecret)
+		cl, binding, ok := t.basicClient(r.Context(), basicID, basicSecret)
 		if !ok || (formID != "" && formID != cl.ID) {
 			return nil, errInvalidClient()
 		}
 		if formSecret != "" {
-			if _, ok := cl.checkSecret(formSecret); !ok {
+			if _, ok := t.checkSecret(r.Context(), cl, formSecret); !ok {
 				return nil, errInvalidClient()
 			}
 		}
 		return &authenticated{Client: cl, BindingID: binding}, nil
 	}
 	if formSecret != "" {
-		cl := t.byID[formID]
+		cl := t.client(formID)
 		if cl == nil {
 			return nil, errInvalidClient()
 		}
-		binding, ok := cl.checkSecret(formSecret)
+		binding, ok := t.checkSecret(r.Context(), cl, formSecret)
 		if !ok {
 			return nil, errInvalidClient()
 		}
@@ -79,7 +83,7 @@ func (s *Server) authenticateClient(r *http.Request, t *clientTable) (*authentic
 	if leaf == nil {
 		return nil, errInvalidClient()
 	}
-	cl, binding, ok := s.certClient(t, leaf)
+	cl, binding, ok := s.certClient(r.Context(), t, leaf)
 	if !ok || (formID != "" && formID != cl.ID) {
 		return nil, errInvalidClient()
 	}
@@ -90,9 +94,9 @@ func (s *Server) authenticateClient(r *http.Request, t *clientTable) (*authentic
 // secret are form-urlencoded inside Basic; approuter and most curl users send
 // them raw. Ids contain '!' and '|', secrets '$' and '=', so both readings are
 // tried.
-func (t *clientTable) basicClient(id, secret string) (*client, string, bool) {
-	if cl := t.byID[id]; cl != nil {
-		if binding, ok := cl.checkSecret(secret); ok {
+func (t *clientTable) basicClient(ctx context.Context, id, secret string) (*client, string, bool) {
+	if cl := t.client(id); cl != nil {
+		if binding, ok := t.checkSecret(ctx, cl, secret); ok {
 			return cl, binding, true
 		}
 	}
@@ -101,8 +105,8 @@ func (t *clientTable) basicClient(id, secret string) (*client, string, bool) {
 	if err1 != nil || err2 != nil || (uid == id && usecret == secret) {
 		return nil, "", false
 	}
-	if cl := t.byID[uid]; cl != nil {
-		if binding, ok := cl.checkSecret(usecret); ok {
+	if cl := t.client(uid); cl != nil {
+		if binding, ok := t.checkSecret(ctx, cl, usecret); ok {
 			return cl, binding, true
 		}
 	}
@@ -154,11 +158,11 @@ func (s *Server) trustedProxy(remoteAddr string) bool {
 // the broker issued must also chain to its CA and be unexpired; certificates
 // users brought (X509_PROVIDED, self-managed x509) are pinned by
 // fingerprint, or matched by subject and issuer when pinning is off.
-func (s *Server) certClient(t *clientTable, leaf *x509.Certificate) (*client, string, bool) {
+func (s *Server) certClient(ctx context.Context, t *clientTable, leaf *x509.Certificate) (*client, string, bool) {
 	now := s.cfg.Now()
 	fp := fingerprintHex(leaf.Raw)
-	if cl := t.byFingerprint[fp]; cl != nil {
-		for _, c := range cl.certs {
+	if cl, creds := t.fingerprintClient(ctx, fp); cl != nil {
+		for _, c := range creds.certs {
 			if c.Rec.Fingerprint != fp {
 				continue
 			}
@@ -175,13 +179,8 @@ func (s *Server) certClient(t *clientTable, leaf *x509.Certificate) (*client, st
 	if s.cfg.CA.VerifyClient(leaf, now) != nil {
 		return nil, "", false
 	}
-	subject, issuer := leaf.Subject.String(), leaf.Issuer.String()
-	for _, cl := range t.byID {
-		for _, c := range cl.certs {
-			if c.Rec.Provided && !c.Rec.Pinned && c.Rec.Subject == subject && c.Rec.Issuer == issuer {
-				return cl, c.BindingID, now.Before(leaf.NotAfter)
-			}
-		}
+	if cl, c := t.unpinnedClient(ctx, leaf.Subject.String(), leaf.Issuer.String()); cl != nil {
+		return cl, c.BindingID, now.Before(leaf.NotAfter)
 	}
 	return nil, "", false
 }

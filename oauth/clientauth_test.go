@@ -538,7 +538,8 @@ func TestCertificateAuthentication(t *testing.T) {
 func TestBasicClientEncodings(t *testing.T) {
 	// A broker-plan clone id has '|'; form encoding turns it into %7C.
 	const cloneID, secret = "sb-clone-1!b3|master!b1", "6f1c0a9e-1111-4222-8333-944455556666$AbC-_dEf0123456789abcdefghijklmnopqrstuvwx=="
-	cl := &client{ID: cloneID, secrets: map[[32]byte]string{sha256.Sum256([]byte(secret)): "b1"}}
+	cl := &client{ID: cloneID}
+	cl.creds.Store(&clientCreds{secrets: map[[32]byte]string{sha256.Sum256([]byte(secret)): "b1"}})
 	tbl := &clientTable{byID: map[string]*client{cloneID: cl}}
 	cases := []struct {
 		id, secret string
@@ -555,7 +556,7 @@ func TestBasicClientEncodings(t *testing.T) {
 		{"%zz", secret, false},
 	}
 	for _, c := range cases {
-		got, bindingID, ok := tbl.basicClient(c.id, c.secret)
+		got, bindingID, ok := tbl.basicClient(t.Context(), c.id, c.secret)
 		if ok != c.ok || (ok && (got != cl || bindingID != "b1")) {
 			t.Errorf("basicClient(%q, %q) = %v, %q, %v; want %v", c.id, c.secret, got, bindingID, ok, c.ok)
 		}

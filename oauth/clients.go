@@ -5,7 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ossbroker/btp-security-broker/broker"
@@ -17,6 +20,12 @@ import (
 // client is an OAuth client as the token endpoint sees it: one per service
 // instance, shared by all its bindings, each binding with its own secret or
 // certificate.
+//
+// A client is immutable once in a table except for its credentials, which
+// are read from the store on first use (see clientTable.credsOf): a broker
+// with a million bindings starts without reading them, and keeps in memory
+// only those of clients that asked for tokens. A change of the instance or
+// of its bindings replaces the whole client.
 type client struct {
 	ID       string
 	Instance *store.Instance
@@ -25,6 +34,15 @@ type client struct {
 	Descriptor *descriptor.Descriptor
 	// Identity is set for identity instances.
 	Identity *descriptor.IdentityConfig
+
+	loadMu sync.Mutex // serialises the first load of creds
+	creds  atomic.Pointer[clientCreds]
+	// loaded is when the client was read from the store (unix nanoseconds).
+	loaded int64
+}
+
+// clientCreds are the credentials of a client's live bindings.
+type clientCreds struct {
 	// secrets maps SHA-256(secret) to the binding id it belongs to.
 	secrets map[[32]byte]string
 	// certs lists the certificates of the client's bindings.
@@ -34,121 +52,133 @@ type client struct {
 	bindings map[string]bool
 }
 
+var noCreds = &clientCreds{secrets: map[[32]byte]string{}, bindings: map[string]bool{}}
+
 type clientCert struct {
 	BindingID string
 	Rec       *store.CertRecord
 }
 
-// clientTable is an immutable snapshot of all clients, rebuilt whenever the
-// broker commits a change. Token requests read it without touching the
-// store.
+// clientTable holds every client of the zone, the grants directory and the
+// role collections. Token requests read it without touching the store
+// (except for the first use of a client's credentials). It is kept current
+// one instance at a time (reloadInstance), so that a provision or bind
+// costs the same with a hundred instances as with a hundred thousand; a
+// full rebuild makes a new table.
 type clientTable struct {
+	st store.Store
+
+	mu            sync.RWMutex
 	byID          map[string]*client
-	byFingerprint map[string]*client
-	dir           *grants.Directory
-	// roleCollections are the zone's role collections by name.
-	roleCollections map[string]*store.RoleCollection
+	byInstance    map[string]*client
+	byFingerprint map[string]*client // certificates of clients whose creds are loaded
 	// identities indexes identity clients by space and instance name
 	// (consumed-services, resource= and x-azp lookups).
 	identities map[[2]string]*client
+	// roleCollections are the zone's role collections by name, owned the
+	// names each instance owns (to withdraw them when it changes).
+	roleCollections map[string]*store.RoleCollection
+	owned           map[string][]string
+	dir             *grants.Directory
 }
 
-// clients holds the current table and rebuilds it lazily after Invalidate.
+// clients holds the current table.
 type clients struct {
-	st    store.Store
-	mu    sync.Mutex // serialises rebuilds
-	table *clientTable
-	dirty bool
-	built time.Time
+	st     store.Store
+	table  atomic.Pointer[clientTable]
+	stale  atomic.Bool
+	mu     sync.Mutex // serialises full rebuilds and instance reloads
 }
 
-func newClients(st store.Store) *clients { return &clients{st: st, dirty: true} }
-
-// Invalidate marks the table stale. It is called after every committed
-// change, before the OSB response is sent, so an unbound credential is
-// refused by the very next token request.
-func (c *clients) Invalidate() {
-	c.mu.Lock()
-	c.dirty = true
-	c.mu.Unlock()
+func newClients(st store.Store) *clients {
+	c := &clients{st: st}
+	c.stale.Store(true)
+	return c
 }
 
-// Table returns a current snapshot.
-func (c *clients) Table(ctx context.Context) (*clientTable, error) {
+// Invalidate marks the whole table stale: the next request rebuilds it.
+// Used when the change is not described (another replica's commit, the
+// admin API).
+func (c *clients) Invalidate() { c.stale.Store(true) }
+
+// InstanceChanged reloads one instance, its bindings and the role
+// collections it owns. It is called after every committed change, before
+// the OSB response is sent, so an unbound credential is refused by the
+// very next token request.
+func (c *clients) InstanceChanged(ctx context.Context, instanceID string) {
+	// Under mu: a full rebuild that read the store before this change
+	// committed must not replace a table this reload already fixed.
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.dirty && c.table != nil {
-		return c.table, nil
+	t := c.table.Load()
+	if t == nil || c.stale.Load() {
+		return // the next request rebuilds everything anyway
 	}
-	return c.rebuildLocked(ctx)
+	if err := t.reloadInstance(ctx, instanceID); err != nil {
+		c.stale.Store(true) // fall back to a full rebuild
+	}
 }
 
-func (c *clients) rebuildLocked(ctx context.Context) (*clientTable, error) {
+// RoleCollectionsChanged rereads the role collections made through the
+// admin API (the only ones it creates or deletes).
+func (c *clients) RoleCollectionsChanged(ctx context.Context) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := c.table.Load()
+	if t == nil || c.stale.Load() {
+		return
+	}
+	if err := t.reloadRoleCollections(ctx, ""); err != nil {
+		c.stale.Store(true)
+	}
+}
+
+// Table returns the current table, rebuilding it first if it is stale.
+func (c *clients) Table(ctx context.Context) (*clientTable, error) {
+	if t := c.table.Load(); t != nil && !c.stale.Load() {
+		return t, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t := c.table.Load(); t != nil && !c.stale.Load() {
+		return t, nil
+	}
+	// Cleared before reading: a change committed while we read marks the
+	// table stale again and is not lost.
+	c.stale.Store(false)
 	t, err := buildTable(ctx, c.st)
 	if err != nil {
+		c.stale.Store(true)
 		return nil, err
 	}
-	c.table, c.dirty, c.built = t, false, time.Now()
+	c.table.Store(t)
 	return t, nil
 }
 
-// Fresh returns a snapshot built at most maxAge ago, rebuilding if the
-// current one is older. With replicas sharing a database, a credential
-// another replica just created may not have reached this one's snapshot
-// yet; a failed authentication asks for a fresh one before refusing. The
-// age bound also bounds how often failures can force a rebuild.
-func (c *clients) Fresh(ctx context.Context, maxAge time.Duration) (*clientTable, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !c.dirty && c.table != nil && time.Since(c.built) < maxAge {
-		return c.table, nil
-	}
-	return c.rebuildLocked(ctx)
-}
-
+// buildTable reads every instance and role collection (not the bindings:
+// they are loaded per client on first use).
 func buildTable(ctx context.Context, st store.Store) (*clientTable, error) {
-	t := &clientTable{byID: map[string]*client{}, byFingerprint: map[string]*client{}, roleCollections: map[string]*store.RoleCollection{}, identities: map[[2]string]*client{}}
+	t := &clientTable{
+		st: st, byID: map[string]*client{}, byInstance: map[string]*client{}, byFingerprint: map[string]*client{},
+		identities: map[[2]string]*client{}, roleCollections: map[string]*store.RoleCollection{}, owned: map[string][]string{},
+	}
 	var apps []grants.App
+	var cls []*client
 	err := st.View(ctx, func(tx store.Tx) error {
 		instances, err := tx.ListInstances()
 		if err != nil {
 			return err
 		}
+		now := time.Now().UnixNano()
 		for _, in := range instances {
-			cl := &client{ID: in.ClientID, Instance: in, secrets: map[[32]byte]string{}, bindings: map[string]bool{}}
-			switch in.Service {
-			case "xsuaa":
-				var d descriptor.Descriptor
-				if err := json.Unmarshal(in.Config, &d); err != nil {
-					return err
-				}
-				cl.Descriptor = &d
-				apps = append(apps, broker.AppFor(in, &d))
-			case "identity":
-				var ic descriptor.IdentityConfig
-				if err := json.Unmarshal(in.Config, &ic); err != nil {
-					return err
-				}
-				cl.Identity = &ic
-			}
-			bindings, err := tx.ListBindings(in.ID)
+			cl, err := newClient(in, now)
 			if err != nil {
 				return err
 			}
-			for _, b := range bindings {
-				cl.bindings[b.ID] = true
-				if len(b.SecretHash) == sha256.Size {
-					cl.secrets[[32]byte(b.SecretHash)] = b.ID
-				}
-				if b.Cert != nil {
-					cl.certs = append(cl.certs, &clientCert{BindingID: b.ID, Rec: b.Cert})
-					t.byFingerprint[b.Cert.Fingerprint] = cl
-				}
+			if cl.Descriptor != nil {
+				apps = append(apps, broker.AppFor(in, cl.Descriptor))
 			}
-			t.byID[cl.ID] = cl
-			if cl.Identity != nil {
-				t.identities[[2]string{in.SpaceGUID, in.InstanceName}] = cl
-			}
+			cls = append(cls, cl)
 		}
 		rcs, err := tx.ListRoleCollections()
 		if err != nil {
@@ -156,6 +186,7 @@ func buildTable(ctx context.Context, st store.Store) (*clientTable, error) {
 		}
 		for _, rc := range rcs {
 			t.roleCollections[rc.Name] = rc
+			t.owned[rc.Owner] = append(t.owned[rc.Owner], rc.Name)
 		}
 		return nil
 	})
@@ -163,19 +194,336 @@ func buildTable(ctx context.Context, st store.Store) (*clientTable, error) {
 		return nil, err
 	}
 	t.dir = grants.NewDirectory(apps)
-	for _, cl := range t.byID {
+	for _, cl := range cls {
 		if cl.Descriptor != nil {
 			cl.App, _ = t.dir.Lookup(cl.Instance.ID)
 		}
+		t.addLocked(cl)
 	}
 	return t, nil
 }
 
+// newClient makes the client of a stored instance. The instance's
+// parameters and context are dropped: the token server does not need them,
+// and with many instances they would be most of the table's memory.
+func newClient(in *store.Instance, loaded int64) (*client, error) {
+	slim := *in
+	slim.Parameters, slim.Context, slim.Config = nil, nil, nil
+	cl := &client{ID: in.ClientID, Instance: &slim, loaded: loaded}
+	switch in.Service {
+	case broker.ServiceXsuaa:
+		var d descriptor.Descriptor
+		if err := json.Unmarshal(in.Config, &d); err != nil {
+			return nil, fmt.Errorf("instance %s: stored descriptor: %w", in.ID, err)
+		}
+		cl.Descriptor = &d
+	case "identity":
+		var ic descriptor.IdentityConfig
+		if err := json.Unmarshal(in.Config, &ic); err != nil {
+			return nil, fmt.Errorf("instance %s: stored configuration: %w", in.ID, err)
+		}
+		cl.Identity = &ic
+	}
+	return cl, nil
+}
+
+// addLocked indexes cl; t.mu is held for writing (or t is not shared yet).
+func (t *clientTable) addLocked(cl *client) {
+	t.byID[cl.ID] = cl
+	t.byInstance[cl.Instance.ID] = cl
+	if cl.Identity != nil {
+		t.identities[[2]string{cl.Instance.SpaceGUID, cl.Instance.InstanceName}] = cl
+	}
+}
+
+// removeLocked withdraws cl and the certificates indexed for it.
+func (t *clientTable) removeLocked(cl *client) {
+	if t.byID[cl.ID] == cl {
+		delete(t.byID, cl.ID)
+	}
+	if t.byInstance[cl.Instance.ID] == cl {
+		delete(t.byInstance, cl.Instance.ID)
+	}
+	key := [2]string{cl.Instance.SpaceGUID, cl.Instance.InstanceName}
+	if t.identities[key] == cl {
+		delete(t.identities, key)
+	}
+	if c := cl.creds.Load(); c != nil {
+		for _, cc := range c.certs {
+			if t.byFingerprint[cc.Rec.Fingerprint] == cl {
+				delete(t.byFingerprint, cc.Rec.Fingerprint)
+			}
+		}
+	}
+}
+
+// reloadInstance replaces the client of one instance (or removes it) with
+// what the store holds now, together with the role collections it owns.
+func (t *clientTable) reloadInstance(ctx context.Context, instanceID string) error {
+	var in *store.Instance
+	var rcs []*store.RoleCollection
+	err := t.st.View(ctx, func(tx store.Tx) error {
+		var err error
+		in, err = tx.GetInstance(instanceID)
+		if errors.Is(err, store.ErrNotFound) {
+			in = nil
+		} else if err != nil {
+			return err
+		}
+		rcs, err = tx.ListRoleCollectionsByOwner(instanceID)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	var cl *client
+	if in != nil {
+		if cl, err = newClient(in, time.Now().UnixNano()); err != nil {
+			return err
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if old := t.byInstance[instanceID]; old != nil {
+		t.removeLocked(old)
+	}
+	if cl != nil && cl.Descriptor != nil {
+		t.dir.Upsert(broker.AppFor(in, cl.Descriptor))
+		cl.App, _ = t.dir.Lookup(instanceID)
+	} else {
+		t.dir.Remove(instanceID)
+	}
+	if cl != nil {
+		t.addLocked(cl)
+	}
+	t.replaceOwnedLocked(instanceID, rcs)
+	return nil
+}
+
+// reloadRoleCollections rereads the role collections of one owner ("" =
+// those made through the admin API).
+func (t *clientTable) reloadRoleCollections(ctx context.Context, owner string) error {
+	var rcs []*store.RoleCollection
+	err := t.st.View(ctx, func(tx store.Tx) error {
+		var err error
+		rcs, err = tx.ListRoleCollectionsByOwner(owner)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.replaceOwnedLocked(owner, rcs)
+	return nil
+}
+
+// replaceOwnedLocked makes rcs the role collections of owner.
+func (t *clientTable) replaceOwnedLocked(owner string, rcs []*store.RoleCollection) {
+	for _, name := range t.owned[owner] {
+		if rc := t.roleCollections[name]; rc != nil && rc.Owner == owner {
+			delete(t.roleCollections, name)
+		}
+	}
+	delete(t.owned, owner)
+	for _, rc := range rcs {
+		t.roleCollections[rc.Name] = rc
+		t.owned[owner] = append(t.owned[owner], rc.Name)
+	}
+}
+
+// client returns the client with this id, or nil.
+func (t *clientTable) client(id string) *client {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.byID[id]
+}
+
+// roleCollection returns the role collection with this name, or nil.
+func (t *clientTable) roleCollection(name string) *store.RoleCollection {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.roleCollections[name]
+}
+
+// credsOf returns the credentials of cl's live bindings, reading them from
+// the store on first use. A client not (or no longer) in the table, or a
+// table without a store (unit tests), has only what was preloaded.
+func (t *clientTable) credsOf(ctx context.Context, cl *client) (*clientCreds, error) {
+	if c := cl.creds.Load(); c != nil {
+		return c, nil
+	}
+	cl.loadMu.Lock()
+	defer cl.loadMu.Unlock()
+	if c := cl.creds.Load(); c != nil {
+		return c, nil
+	}
+	if t.st == nil || cl.Instance == nil {
+		return noCreds, nil
+	}
+	var bindings []*store.Binding
+	err := t.st.View(ctx, func(tx store.Tx) error {
+		var err error
+		bindings, err = tx.ListBindings(cl.Instance.ID)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	c := &clientCreds{secrets: make(map[[32]byte]string, len(bindings)), bindings: make(map[string]bool, len(bindings))}
+	for _, b := range bindings {
+		c.bindings[b.ID] = true
+		if len(b.SecretHash) == sha256.Size {
+			c.secrets[[32]byte(b.SecretHash)] = b.ID
+		}
+		if b.Cert != nil {
+			c.certs = append(c.certs, &clientCert{BindingID: b.ID, Rec: b.Cert})
+		}
+	}
+	t.mu.Lock()
+	// Only a client still in the table may own fingerprints: one replaced
+	// while we read must not shadow its successor.
+	if t.byInstance[cl.Instance.ID] == cl {
+		for _, cc := range c.certs {
+			t.byFingerprint[cc.Rec.Fingerprint] = cl
+		}
+	}
+	cl.creds.Store(c)
+	t.mu.Unlock()
+	return c, nil
+}
+
 // checkSecret reports whether secret belongs to a live binding of cl, and
 // which.
-func (cl *client) checkSecret(secret string) (bindingID string, ok bool) {
-	bindingID, ok = cl.secrets[sha256.Sum256([]byte(secret))]
+func (t *clientTable) checkSecret(ctx context.Context, cl *client, secret string) (bindingID string, ok bool) {
+	c, err := t.credsOf(ctx, cl)
+	if err != nil {
+		return "", false
+	}
+	bindingID, ok = c.secrets[sha256.Sum256([]byte(secret))]
 	return bindingID, ok
+}
+
+// hasBinding reports whether cl still has the binding with this id.
+func (t *clientTable) hasBinding(ctx context.Context, cl *client, bindingID string) bool {
+	c, err := t.credsOf(ctx, cl)
+	return err == nil && c.bindings[bindingID]
+}
+
+// liveBindings returns the ids of cl's live bindings (nil on a store error).
+func (t *clientTable) liveBindings(ctx context.Context, cl *client) map[string]bool {
+	c, err := t.credsOf(ctx, cl)
+	if err != nil {
+		return nil
+	}
+	return c.bindings
+}
+
+// fingerprintClient finds the client holding the certificate with this
+// fingerprint, asking the store when no loaded client has it.
+func (t *clientTable) fingerprintClient(ctx context.Context, fp string) (*client, *clientCreds) {
+	t.mu.RLock()
+	cl := t.byFingerprint[fp]
+	t.mu.RUnlock()
+	if cl == nil && t.st != nil {
+		var instanceID string
+		err := t.st.View(ctx, func(tx store.Tx) error {
+			b, err := tx.GetBindingByFingerprint(fp)
+			if err != nil {
+				return err
+			}
+			instanceID = b.InstanceID
+			return nil
+		})
+		if err != nil {
+			return nil, nil
+		}
+		t.mu.RLock()
+		cl = t.byInstance[instanceID]
+		t.mu.RUnlock()
+	}
+	if cl == nil {
+		return nil, nil
+	}
+	c, err := t.credsOf(ctx, cl)
+	if err != nil {
+		return nil, nil
+	}
+	return cl, c
+}
+
+// unpinnedClient finds the binding of an unpinned self-managed certificate
+// (certificate-pinning false) with this subject and issuer DN.
+func (t *clientTable) unpinnedClient(ctx context.Context, subject, issuer string) (*client, *clientCert) {
+	if t.st == nil {
+		return nil, nil
+	}
+	var bindings []*store.Binding
+	err := t.st.View(ctx, func(tx store.Tx) error {
+		var err error
+		bindings, err = tx.ListBindingsByCertDN(subject, issuer)
+		return err
+	})
+	if err != nil {
+		return nil, nil
+	}
+	for _, b := range bindings {
+		if b.Cert == nil || !b.Cert.Provided || b.Cert.Pinned {
+			continue
+		}
+		t.mu.RLock()
+		cl := t.byInstance[b.InstanceID]
+		t.mu.RUnlock()
+		if cl == nil {
+			continue
+		}
+		c, err := t.credsOf(ctx, cl)
+		if err != nil {
+			continue
+		}
+		for _, cc := range c.certs {
+			if cc.BindingID == b.ID {
+				return cl, cc
+			}
+		}
+	}
+	return nil, nil
+}
+
+// refreshClient rereads from the store the instance behind a client id or
+// a certificate fingerprint, unless it was read less than maxAge ago. With
+// replicas sharing a database, a credential another replica just created
+// may not have reached this one yet; a failed authentication asks for it
+// before refusing. The age bound caps how often failures cause reads.
+func (t *clientTable) refreshClient(ctx context.Context, clientID, fp string, maxAge time.Duration) bool {
+	if t.st == nil {
+		return false
+	}
+	var instanceID string
+	_ = t.st.View(ctx, func(tx store.Tx) error {
+		if clientID != "" {
+			if in, err := tx.GetInstanceByClientID(clientID); err == nil {
+				instanceID = in.ID
+				return nil
+			}
+		}
+		if fp != "" {
+			if b, err := tx.GetBindingByFingerprint(fp); err == nil {
+				instanceID = b.InstanceID
+			}
+		}
+		return nil
+	})
+	if instanceID == "" {
+		return false
+	}
+	t.mu.RLock()
+	cl := t.byInstance[instanceID]
+	t.mu.RUnlock()
+	if cl != nil && time.Since(time.Unix(0, cl.loaded)) < maxAge {
+		return false
+	}
+	return t.reloadInstance(ctx, instanceID) == nil
 }
 
 // fingerprintHex is the store's fingerprint format.

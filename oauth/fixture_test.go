@@ -71,7 +71,7 @@ func testRSAKey(tb testing.TB) *rsa.PrivateKey {
 }
 
 // fixture is a broker and its token server on a real bbolt store, wired as
-// cmd/broker/serve.go does (Changed: server.Invalidate), with the token
+// cmd/broker/serve.go does (Changed: server.InstanceChanged), with the token
 // endpoints served over TLS that requests (but does not verify) client
 // certificates, like the real listener.
 type fixture struct {
@@ -227,7 +227,7 @@ func (f *fixture) start(st *bolt.Store) {
 	f.broker = broker.New(broker.Config{
 		Store: st, Catalog: f.catalog, Sealer: f.sealer, CA: f.ca, Keys: keys, Zone: zone,
 		XsuaaURL: f.xsuaaURL, IdentityURL: f.identity, Logger: lager.NewLogger("test-broker"),
-		Changed: f.srv.Invalidate,
+		Changed: f.srv.InstanceChanged,
 	})
 	f.mux = http.NewServeMux()
 	f.srv.Register(f.mux)

@@ -24,7 +24,7 @@ func (s *Server) refreshToken(w http.ResponseWriter, r *http.Request, t *clientT
 		_, _, oerr := t.grantScopes(a.Client, u, r.PostForm.Get("scope"), rec.Scopes)
 		return oerr
 	}
-	rec, u, ok := s.consumeRefresh(w, r, a, check)
+	rec, u, ok := s.consumeRefresh(w, r, t, a, check)
 	if !ok {
 		return
 	}
@@ -40,7 +40,7 @@ func (s *Server) refreshToken(w http.ResponseWriter, r *http.Request, t *clientT
 // success a.BindingID is the binding the new token belongs to; on failure
 // the error response has been written. check, if not nil, may refuse the
 // request before the token is consumed.
-func (s *Server) consumeRefresh(w http.ResponseWriter, r *http.Request, a *authenticated, check func(*refreshRecord, *store.User) *Error) (*refreshRecord, *store.User, bool) {
+func (s *Server) consumeRefresh(w http.ResponseWriter, r *http.Request, t *clientTable, a *authenticated, check func(*refreshRecord, *store.User) *Error) (*refreshRecord, *store.User, bool) {
 	cl := a.Client
 	token := r.PostForm.Get("refresh_token")
 	if token == "" {
@@ -87,7 +87,7 @@ func (s *Server) consumeRefresh(w http.ResponseWriter, r *http.Request, a *authe
 		s.serverError(w, "refresh", err)
 		return nil, nil, false
 	}
-	if rec.BindingID != "" && !cl.bindings[rec.BindingID] {
+	if rec.BindingID != "" && !t.hasBinding(r.Context(), cl, rec.BindingID) {
 		writeError(w, &Error{Status: http.StatusUnauthorized, Code: "invalid_token", Description: "Invalid refresh token: its binding was deleted"})
 		return nil, nil, false
 	}

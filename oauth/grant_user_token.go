@@ -31,7 +31,7 @@ func (s *Server) userToken(w http.ResponseWriter, r *http.Request, t *clientTabl
 		writeError(w, oerr)
 		return
 	}
-	target := t.byID[r.PostForm.Get("client_id")]
+	target := t.client(r.PostForm.Get("client_id"))
 	if target == nil || target.Descriptor == nil {
 		writeError(w, &Error{Status: http.StatusBadRequest, Code: "invalid_client", Description: "unknown client_id"})
 		return

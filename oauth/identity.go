@@ -75,8 +75,8 @@ func (s *Server) handleIdentityCerts(w http.ResponseWriter, r *http.Request) {
 	}
 	reject := func(why string) { writeError(w, errInvalidRequest(why)) }
 	if cid := r.Header.Get("X-Client_id"); cid != "" {
-		cl := t.byID[cid]
-		if cl == nil || cl.Identity == nil || len(cl.bindings) == 0 {
+		cl := t.client(cid)
+		if cl == nil || cl.Identity == nil || len(t.liveBindings(r.Context(), cl)) == 0 {
 			reject("unknown or unbound client " + cid)
 			return
 		}
@@ -84,7 +84,7 @@ func (s *Server) handleIdentityCerts(w http.ResponseWriter, r *http.Request) {
 			reject("client " + cid + " is not available in tenant " + tid)
 			return
 		}
-		if azp := r.Header.Get("X-Azp"); azp != "" && azp != cid && !t.consumes(t.byID[azp], cl) {
+		if azp := r.Header.Get("X-Azp"); azp != "" && azp != cid && !t.consumes(t.client(azp), cl) {
 			reject("client " + cid + " does not accept tokens of " + azp)
 			return
 		}
@@ -101,7 +101,7 @@ func (s *Server) handleIdentityCerts(w http.ResponseWriter, r *http.Request) {
 			reject("x-client_cert is not a certificate")
 			return
 		}
-		caller, _, ok := s.certClient(t, cert)
+		caller, _, ok := s.certClient(r.Context(), t, cert)
 		if !ok {
 			reject("x-client_cert does not belong to a bound client")
 			return
@@ -129,6 +129,8 @@ func (t *clientTable) consumes(consumer, provider *client) bool {
 
 // identityByName finds the identity instance called name in a space.
 func (t *clientTable) identityByName(space, name string) *client {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
 	return t.identities[[2]string{space, name}]
 }
 
@@ -155,7 +157,7 @@ func (t *clientTable) resolveResources(cl *client, resources []string) (*client,
 			p = t.identityByName(cl.Instance.SpaceGUID, strings.TrimPrefix(res, resourceByName))
 		case strings.HasPrefix(res, resourceByClientID):
 			id, _, _ := strings.Cut(strings.TrimPrefix(res, resourceByClientID), ":apptid:")
-			p = t.byID[id]
+			p = t.client(id)
 		default:
 			return nil, &Error{Status: http.StatusBadRequest, Code: "invalid_target", Description: "unsupported resource " + res}
 		}

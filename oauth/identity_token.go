@@ -71,7 +71,7 @@ func (s *Server) handleIdentityToken(w http.ResponseWriter, r *http.Request) {
 		}
 		req.User, req.AuthTime, req.Nonce = u, rec.AuthTime, rec.Nonce
 	case "refresh_token":
-		rec, u, ok := s.consumeRefresh(w, r, a, nil)
+		rec, u, ok := s.consumeRefresh(w, r, t, a, nil)
 		if !ok {
 			return
 		}

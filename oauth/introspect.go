@@ -78,13 +78,13 @@ func (s *Server) alive(r *http.Request, t *clientTable, claims jwt.MapClaims) bo
 	if cid == "" {
 		cid = stringClaim(claims, "azp")
 	}
-	cl := t.byID[cid]
+	cl := t.client(cid)
 	if cl == nil {
 		return false // the instance was deleted
 	}
 	if rs := stringClaim(claims, "rev_sig"); rs != "" && rs != revSig("") {
 		live := false
-		for id := range cl.bindings {
+		for id := range t.liveBindings(r.Context(), cl) {
 			if revSig(id) == rs {
 				live = true
 				break

@@ -66,7 +66,7 @@ type Server struct {
 	sourceFailures *failureLimiter
 	passwordSlots  passwordChecks
 	// issuing is held (shared) by every token request from authentication
-	// to response, and exclusively by Invalidate: an unbind therefore
+	// to response, and exclusively by Invalidate and InstanceChanged: an unbind therefore
 	// returns only after token requests that authenticated with the old
 	// credential have finished, and every later one sees it gone.
 	issuing sync.RWMutex
@@ -91,12 +91,31 @@ func NewServer(cfg Config) *Server {
 	}
 }
 
-// Invalidate tells the server that instances or bindings changed. It
-// waits for token requests in flight (see Server.issuing).
+// Invalidate tells the server that anything may have changed (another
+// replica's commit, the admin API): the next request rereads every
+// instance and role collection. It waits for token requests in flight
+// (see Server.issuing).
 func (s *Server) Invalidate() {
 	s.issuing.Lock()
 	defer s.issuing.Unlock()
 	s.clients.Invalidate()
+}
+
+// RoleCollectionsChanged tells the server that the admin API created or
+// deleted a role collection (admin.API.Changed).
+func (s *Server) RoleCollectionsChanged() {
+	s.issuing.Lock()
+	defer s.issuing.Unlock()
+	s.clients.RoleCollectionsChanged(context.Background())
+}
+
+// InstanceChanged tells the server that one instance or its bindings
+// changed (broker.Config.Changed); only that instance is reread. Like
+// Invalidate it waits for token requests in flight.
+func (s *Server) InstanceChanged(instanceID string) {
+	s.issuing.Lock()
+	defer s.issuing.Unlock()
+	s.clients.InstanceChanged(context.Background(), instanceID)
 }
 
 // Warm builds the client table ahead of the first request.

@@ -29,7 +29,7 @@ func (t *clientTable) userGrantFor(u *store.User, cl *client) userGrant {
 	g := userGrant{Attributes: map[string][]string{}}
 	userScopes := map[string]bool{grants.ScopeOpenID: true}
 	for _, name := range u.RoleCollections {
-		rc := t.roleCollections[name]
+		rc := t.roleCollection(name)
 		if rc == nil || slices.Contains(g.RoleCollections, name) {
 			continue // unknown (yet), or assigned twice
 		}

@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -59,16 +60,47 @@ type Tx interface {
 	// collections it owns, and returns the removed bindings.
 	DeleteInstance(id string) ([]*Binding, error)
 
+	// The lookups below are indexed, so that provision and bind need not
+	// scan every instance of the zone. Instances with an empty XSAppName
+	// (identity instances) are in neither xsappname index; instances with
+	// an empty InstanceName are not in the service-name index. Lists are
+	// sorted by instance id.
+
+	// GetInstanceByXSAppName finds the instance whose full xsappname (with
+	// its plan suffix, e.g. "bookshop!t3") is name. ErrNotFound if none.
+	// The store does not make xsappnames unique; if several instances have
+	// this one, it returns the one with the lowest id.
+	GetInstanceByXSAppName(name string) (*Instance, error)
+	// ListInstancesByAppName returns the instances of plan whose
+	// xsappname, without its suffix (BaseAppName), is base.
+	ListInstancesByAppName(plan, base string) ([]*Instance, error)
+	// ListInstancesByServiceName returns the instances of a space with
+	// this instance name (context.instance_name).
+	ListInstancesByServiceName(spaceGUID, name string) ([]*Instance, error)
+
 	GetBinding(id string) (*Binding, error)
 	// GetBindingByFingerprint finds the binding holding the certificate
 	// with this SHA-256 fingerprint (lower-case hex).
 	GetBindingByFingerprint(fp string) (*Binding, error)
 	ListBindings(instanceID string) ([]*Binding, error)
+	// ListBindingsByCertDN returns the bindings whose certificate
+	// (Binding.Cert) has this subject and issuer DN (CertRecord.Subject,
+	// CertRecord.Issuer), sorted by binding id. The token server uses it
+	// to find unpinned self-managed certificates (certificate-pinning
+	// false) without scanning every binding. The DNs compare as exact
+	// strings. An empty subject or issuer identifies no one, so neither
+	// matches anything: such certificates are not in the index, and the
+	// lookup returns no bindings (and a nil error), as it does when none
+	// match.
+	ListBindingsByCertDN(subject, issuer string) ([]*Binding, error)
 	CreateBinding(b *Binding) error
 	DeleteBinding(id string) (*Binding, error)
 
 	GetRoleCollection(name string) (*RoleCollection, error)
 	ListRoleCollections() ([]*RoleCollection, error)
+	// ListRoleCollectionsByOwner returns the role collections owned by an
+	// instance ("" = those made through the admin API), sorted by name.
+	ListRoleCollectionsByOwner(owner string) ([]*RoleCollection, error)
 	PutRoleCollection(rc *RoleCollection) error
 	DeleteRoleCollection(name string) error
 
@@ -96,6 +128,14 @@ type Tx interface {
 	// NextSequence returns the next value (starting at 1) of a named
 	// counter. A value committed once is never handed out again.
 	NextSequence(name string) (uint64, error)
+}
+
+// BaseAppName returns xsappname without its plan suffix: the text before
+// the first '!' ("bookshop!t3" → "bookshop"), or all of it if there is no
+// '!'.
+func BaseAppName(xsappname string) string {
+	base, _, _ := strings.Cut(xsappname, "!")
+	return base
 }
 
 // Instance is a provisioned service instance of either offering.

@@ -135,7 +135,7 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer) error {
 		KeyPool: keyPool,
 		Store:   st, Catalog: catalog, Sealer: sealer, CA: ca, Keys: keys, Zone: zone,
 		XsuaaURL: publicURL, IdentityURL: identityURL, Logger: logger.Session("broker"),
-		Changed: tokens.Invalidate,
+		Changed: tokens.InstanceChanged,
 	})
 
 	mux := http.NewServeMux()
@@ -147,7 +147,7 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer) error {
 	}
 	adminAuth := func(h http.Handler) http.Handler { return broker.BasicAuth(adminCreds, h) }
 	tokens.RegisterAdmin(mux, adminAuth)
-	(&admin.API{Store: st, Changed: tokens.Invalidate, Logger: logger.Session("admin"), Now: time.Now}).Register(mux, adminAuth)
+	(&admin.API{Store: st, Changed: tokens.RoleCollectionsChanged, Logger: logger.Session("admin"), Now: time.Now}).Register(mux, adminAuth)
 	backup := &admin.Backup{Dir: cfg.DataDir, Logger: logger.Session("backup")}
 	if b, ok := db.(admin.Backuper); ok {
 		backup.Store = b // bbolt; PostgreSQL answers with pg_dump advice

@@ -6,12 +6,14 @@ package bolt
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -32,7 +34,16 @@ var (
 	bUsers           = []byte("users")             // id → User
 	bUsernames       = []byte("usernames")         // username → id
 	bEphemeral       = []byte("ephemeral")         // key → expiry (8 bytes, unix nanoseconds) + value
-	allBuckets       = [][]byte{bInstances, bClients, bBindings, bInstanceBinding, bFingerprints, bRoleCollections, bMeta, bSequences, bUsers, bUsernames, bEphemeral}
+	// Secondary indexes. Their keys are indexKey(record key, fields...):
+	// a prefix scan finds the records with given field values, in record
+	// key order.
+	bXSAppNames     = []byte("xsappnames")            // indexKey(instance id, xsappname) → ""
+	bAppNames       = []byte("app_names")             // indexKey(instance id, plan, BaseAppName(xsappname)) → ""
+	bServiceNames   = []byte("service_names")         // indexKey(instance id, space guid, instance name) → ""
+	bRoleCollOwners = []byte("role_collection_owner") // indexKey(role collection name, owner) → ""
+	bCertDNs        = []byte("cert_dns")              // certDNPrefix(subject, issuer) + binding id → ""
+	allBuckets      = [][]byte{bInstances, bClients, bBindings, bInstanceBinding, bFingerprints, bRoleCollections, bMeta, bSequences, bUsers, bUsernames, bEphemeral,
+		bXSAppNames, bAppNames, bServiceNames, bRoleCollOwners, bCertDNs}
 )
 
 // Store is a bbolt-backed store.Store.
@@ -50,13 +61,22 @@ func Open(path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w (is another broker using this data dir?)", path, err)
 	}
-	err = db.Update(func(tx *bbolt.Tx) error {
+	err = db.Update(func(t *bbolt.Tx) error {
+		created := map[string]bool{}
 		for _, b := range allBuckets {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+			if t.Bucket(b) != nil {
+				continue
+			}
+			if _, err := t.CreateBucket(b); err != nil {
 				return err
 			}
+			created[string(b)] = true
 		}
-		return nil
+		// An index bucket that is new in a file with records (written by a
+		// release without that index) is built here, once, in the same
+		// transaction that creates it: a later Open finds it and skips
+		// this.
+		return backfillIndexes(&tx{t}, created)
 	})
 	if err != nil {
 		db.Close()
@@ -177,6 +197,9 @@ func (x *tx) PutInstance(in *store.Instance) error {
 				return err
 			}
 		}
+		if err := x.deleteEntries(instanceIndexEntries(old)); err != nil {
+			return err
+		}
 	case !errors.Is(err, store.ErrNotFound):
 		return err
 	}
@@ -185,7 +208,209 @@ func (x *tx) PutInstance(in *store.Instance) error {
 			return err
 		}
 	}
+	if err := x.putEntries(instanceIndexEntries(in)); err != nil {
+		return err
+	}
 	return put(x.b(bInstances), in.ID, in)
+}
+
+// indexEntry is one key of a secondary index bucket.
+type indexEntry struct {
+	bucket []byte
+	key    []byte
+}
+
+// indexPrefix encodes field values as the start of index keys: each
+// value's length, then the value. With the lengths in front no list of
+// values encodes to a prefix of another's (see bindingPrefix).
+func indexPrefix(fields ...string) []byte {
+	var p []byte
+	for _, f := range fields {
+		p = binary.AppendUvarint(p, uint64(len(f)))
+		p = append(p, f...)
+	}
+	return p
+}
+
+// indexKey is the index key of the record with key id and these field
+// values. The id comes last, unprefixed, so that the records sharing the
+// values sort by id.
+func indexKey(id string, fields ...string) []byte {
+	return append(indexPrefix(fields...), id...)
+}
+
+// instanceIndexEntries are the secondary index keys of an instance.
+func instanceIndexEntries(in *store.Instance) []indexEntry {
+	var out []indexEntry
+	if in.XSAppName != "" {
+		out = append(out,
+			indexEntry{bXSAppNames, indexKey(in.ID, in.XSAppName)},
+			indexEntry{bAppNames, indexKey(in.ID, in.Plan, store.BaseAppName(in.XSAppName))})
+	}
+	if in.InstanceName != "" {
+		out = append(out, indexEntry{bServiceNames, indexKey(in.ID, in.SpaceGUID, in.InstanceName)})
+	}
+	return out
+}
+
+func roleCollectionIndexEntries(rc *store.RoleCollection) []indexEntry {
+	return []indexEntry{{bRoleCollOwners, indexKey(rc.Name, rc.Owner)}}
+}
+
+// certDNPrefix is the cert_dns key prefix of the certificates with this
+// subject and issuer DN: the SHA-256 of their indexPrefix. The DNs of a
+// certificate the user brought have no length limit, and bbolt refuses
+// keys over 32 KiB; the hash keeps every key short. The lookup compares
+// the DNs of the bindings it reads, so a collision could not return a
+// wrong binding either.
+func certDNPrefix(subject, issuer string) []byte {
+	sum := sha256.Sum256(indexPrefix(subject, issuer))
+	return sum[:]
+}
+
+// bindingIndexEntries are the secondary index keys of a binding: its
+// certificate's DNs, unless it has no certificate or one of them is empty
+// (see store.Tx.ListBindingsByCertDN).
+func bindingIndexEntries(b *store.Binding) []indexEntry {
+	if b.Cert == nil || b.Cert.Subject == "" || b.Cert.Issuer == "" {
+		return nil
+	}
+	return []indexEntry{{bCertDNs, append(certDNPrefix(b.Cert.Subject, b.Cert.Issuer), b.ID...)}}
+}
+
+func (x *tx) putEntries(entries []indexEntry) error {
+	for _, e := range entries {
+		if err := x.b(e.bucket).Put(e.key, []byte{}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (x *tx) deleteEntries(entries []indexEntry) error {
+	for _, e := range entries {
+		if err := x.b(e.bucket).Delete(e.key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// scanIndex returns the record keys an index holds under these field
+// values, in key order.
+func (x *tx) scanIndex(bucket []byte, fields ...string) []string {
+	return x.scanPrefix(bucket, indexPrefix(fields...))
+}
+
+// scanPrefix returns what follows prefix in the keys of an index that
+// start with it, in key order.
+func (x *tx) scanPrefix(bucket, prefix []byte) []string {
+	var keys []string
+	c := x.b(bucket).Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		keys = append(keys, string(k[len(prefix):]))
+	}
+	return keys
+}
+
+// backfillIndexes fills the index buckets named in created from the
+// records, for a file written before those indexes existed. The keys are
+// put in key order: bbolt appends those to the last page instead of
+// splitting pages all over the tree, several times faster for a large
+// store.
+func backfillIndexes(x *tx, created map[string]bool) error {
+	keys := map[string][][]byte{}
+	collect := func(entries []indexEntry) {
+		for _, e := range entries {
+			if created[string(e.bucket)] {
+				keys[string(e.bucket)] = append(keys[string(e.bucket)], e.key)
+			}
+		}
+	}
+	if created[string(bXSAppNames)] || created[string(bAppNames)] || created[string(bServiceNames)] {
+		err := x.b(bInstances).ForEach(func(k, v []byte) error {
+			var in store.Instance
+			if err := json.Unmarshal(v, &in); err != nil {
+				return fmt.Errorf("index instance %s: %w", k, err)
+			}
+			collect(instanceIndexEntries(&in))
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if created[string(bRoleCollOwners)] {
+		err := x.b(bRoleCollections).ForEach(func(k, v []byte) error {
+			var rc store.RoleCollection
+			if err := json.Unmarshal(v, &rc); err != nil {
+				return fmt.Errorf("index role collection %s: %w", k, err)
+			}
+			collect(roleCollectionIndexEntries(&rc))
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if created[string(bCertDNs)] {
+		err := x.b(bBindings).ForEach(func(k, v []byte) error {
+			var b store.Binding
+			if err := json.Unmarshal(v, &b); err != nil {
+				return fmt.Errorf("index binding %s: %w", k, err)
+			}
+			collect(bindingIndexEntries(&b))
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	for bucket, ks := range keys {
+		slices.SortFunc(ks, bytes.Compare)
+		b := x.b([]byte(bucket))
+		for _, k := range ks {
+			if err := b.Put(k, []byte{}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (x *tx) instancesByIndex(bucket []byte, fields ...string) ([]*store.Instance, error) {
+	var out []*store.Instance
+	for _, id := range x.scanIndex(bucket, fields...) {
+		in, err := x.GetInstance(id)
+		if err != nil {
+			return nil, fmt.Errorf("index %s: instance %s: %w", bucket, id, err)
+		}
+		out = append(out, in)
+	}
+	return out, nil
+}
+
+func (x *tx) GetInstanceByXSAppName(name string) (*store.Instance, error) {
+	if name == "" {
+		return nil, store.ErrNotFound
+	}
+	prefix := indexPrefix(name)
+	k, _ := x.b(bXSAppNames).Cursor().Seek(prefix)
+	if k == nil || !bytes.HasPrefix(k, prefix) {
+		return nil, store.ErrNotFound
+	}
+	return x.GetInstance(string(k[len(prefix):]))
+}
+
+func (x *tx) ListInstancesByAppName(plan, base string) ([]*store.Instance, error) {
+	return x.instancesByIndex(bAppNames, plan, base)
+}
+
+func (x *tx) ListInstancesByServiceName(spaceGUID, name string) ([]*store.Instance, error) {
+	if name == "" {
+		return nil, nil
+	}
+	return x.instancesByIndex(bServiceNames, spaceGUID, name)
 }
 
 func (x *tx) DeleteInstance(id string) ([]*store.Binding, error) {
@@ -202,21 +427,20 @@ func (x *tx) DeleteInstance(id string) ([]*store.Binding, error) {
 			return nil, err
 		}
 	}
-	rcs, err := x.ListRoleCollections()
-	if err != nil {
-		return nil, err
-	}
-	for _, rc := range rcs {
-		if rc.Owner == id {
-			if err := x.DeleteRoleCollection(rc.Name); err != nil {
-				return nil, err
-			}
+	// The names are collected before deleting: bbolt cursors may skip
+	// keys when the bucket changes under them.
+	for _, name := range x.scanIndex(bRoleCollOwners, id) {
+		if err := x.DeleteRoleCollection(name); err != nil {
+			return nil, err
 		}
 	}
 	if in.ClientID != "" {
 		if err := x.b(bClients).Delete([]byte(in.ClientID)); err != nil {
 			return nil, err
 		}
+	}
+	if err := x.deleteEntries(instanceIndexEntries(in)); err != nil {
+		return nil, err
 	}
 	return bindings, x.b(bInstances).Delete([]byte(id))
 }
@@ -261,6 +485,23 @@ func (x *tx) ListBindings(instanceID string) ([]*store.Binding, error) {
 	return out, nil
 }
 
+func (x *tx) ListBindingsByCertDN(subject, issuer string) ([]*store.Binding, error) {
+	if subject == "" || issuer == "" {
+		return nil, nil
+	}
+	var out []*store.Binding
+	for _, id := range x.scanPrefix(bCertDNs, certDNPrefix(subject, issuer)) {
+		b, err := x.GetBinding(id)
+		if err != nil {
+			return nil, fmt.Errorf("index %s: binding %s: %w", bCertDNs, id, err)
+		}
+		if b.Cert != nil && b.Cert.Subject == subject && b.Cert.Issuer == issuer {
+			out = append(out, b)
+		}
+	}
+	return out, nil
+}
+
 func (x *tx) CreateBinding(b *store.Binding) error {
 	if x.b(bBindings).Get([]byte(b.ID)) != nil {
 		return store.ErrExists
@@ -279,6 +520,9 @@ func (x *tx) CreateBinding(b *store.Binding) error {
 	if err := x.b(bInstanceBinding).Put(bindingKey(b.InstanceID, b.ID), []byte{}); err != nil {
 		return err
 	}
+	if err := x.putEntries(bindingIndexEntries(b)); err != nil {
+		return err
+	}
 	return put(x.b(bBindings), b.ID, b)
 }
 
@@ -295,6 +539,9 @@ func (x *tx) DeleteBinding(id string) (*store.Binding, error) {
 	if err := x.b(bInstanceBinding).Delete(bindingKey(b.InstanceID, b.ID)); err != nil {
 		return nil, err
 	}
+	if err := x.deleteEntries(bindingIndexEntries(b)); err != nil {
+		return nil, err
+	}
 	return b, x.b(bBindings).Delete([]byte(id))
 }
 
@@ -306,13 +553,41 @@ func (x *tx) ListRoleCollections() ([]*store.RoleCollection, error) {
 	return list[store.RoleCollection](x.b(bRoleCollections))
 }
 
+func (x *tx) ListRoleCollectionsByOwner(owner string) ([]*store.RoleCollection, error) {
+	var out []*store.RoleCollection
+	for _, name := range x.scanIndex(bRoleCollOwners, owner) {
+		rc, err := x.GetRoleCollection(name)
+		if err != nil {
+			return nil, fmt.Errorf("index %s: role collection %s: %w", bRoleCollOwners, name, err)
+		}
+		out = append(out, rc)
+	}
+	return out, nil
+}
+
 func (x *tx) PutRoleCollection(rc *store.RoleCollection) error {
+	old, err := x.GetRoleCollection(rc.Name)
+	switch {
+	case err == nil:
+		if err := x.deleteEntries(roleCollectionIndexEntries(old)); err != nil {
+			return err
+		}
+	case !errors.Is(err, store.ErrNotFound):
+		return err
+	}
+	if err := x.putEntries(roleCollectionIndexEntries(rc)); err != nil {
+		return err
+	}
 	return put(x.b(bRoleCollections), rc.Name, rc)
 }
 
 func (x *tx) DeleteRoleCollection(name string) error {
-	if x.b(bRoleCollections).Get([]byte(name)) == nil {
-		return store.ErrNotFound
+	rc, err := x.GetRoleCollection(name)
+	if err != nil {
+		return err
+	}
+	if err := x.deleteEntries(roleCollectionIndexEntries(rc)); err != nil {
+		return err
 	}
 	return x.b(bRoleCollections).Delete([]byte(name))
 }

@@ -213,6 +213,31 @@ func (x *tx) ListInstances() ([]*store.Instance, error) {
 	return list[store.Instance](x, `SELECT data FROM instances ORDER BY id`)
 }
 
+// The columns these lookups use are filled from the data column by a
+// trigger (migrations/0002_instance_name_indexes.sql), so the writers need
+// not set them.
+
+func (x *tx) GetInstanceByXSAppName(name string) (*store.Instance, error) {
+	if !storable(name) {
+		return nil, store.ErrNotFound
+	}
+	return get[store.Instance](x, name, `SELECT data FROM instances WHERE xsappname = $1 ORDER BY id LIMIT 1`, name)
+}
+
+func (x *tx) ListInstancesByAppName(plan, base string) ([]*store.Instance, error) {
+	if !storable(plan) || !storable(base) {
+		return nil, nil
+	}
+	return list[store.Instance](x, `SELECT data FROM instances WHERE plan = $1 AND xsappname_base = $2 ORDER BY id`, plan, base)
+}
+
+func (x *tx) ListInstancesByServiceName(spaceGUID, name string) ([]*store.Instance, error) {
+	if !storable(spaceGUID) || !storable(name) {
+		return nil, nil
+	}
+	return list[store.Instance](x, `SELECT data FROM instances WHERE space_guid = $1 AND instance_name = $2 ORDER BY id`, spaceGUID, name)
+}
+
 func (x *tx) CreateInstance(in *store.Instance) error {
 	if err := x.writable(); err != nil {
 		return err
@@ -316,6 +341,37 @@ func (x *tx) ListBindings(instanceID string) ([]*store.Binding, error) {
 	return list[store.Binding](x, `SELECT data FROM bindings WHERE instance_id = $1 ORDER BY id`, instanceID)
 }
 
+// bindingsByCertDN selects the bindings with certificate subject $1 and
+// issuer $2.
+const bindingsByCertDN = `SELECT data FROM bindings
+	WHERE md5(cert_subject) = md5($1) AND md5(cert_issuer) = md5($2)
+		AND cert_subject = $1 AND cert_issuer = $2
+	ORDER BY id`
+
+// ListBindingsByCertDN reads the columns and the index of
+// migrations/0003_binding_cert_dn_index.sql, filled by a trigger. The
+// index holds hashes of the DNs, so the query names the same md5
+// expressions to use it, and compares the DNs themselves as well. The
+// bindings found are compared again here: a DN with a NUL is stored in
+// its column with U+FFFD in place of the NUL, and must not match a
+// lookup of that other DN.
+func (x *tx) ListBindingsByCertDN(subject, issuer string) ([]*store.Binding, error) {
+	if subject == "" || issuer == "" || !storable(subject) || !storable(issuer) {
+		return nil, nil
+	}
+	found, err := list[store.Binding](x, bindingsByCertDN, subject, issuer)
+	if err != nil {
+		return nil, err
+	}
+	out := found[:0]
+	for _, b := range found {
+		if b.Cert != nil && b.Cert.Subject == subject && b.Cert.Issuer == issuer {
+			out = append(out, b)
+		}
+	}
+	return out, nil
+}
+
 func (x *tx) CreateBinding(b *store.Binding) error {
 	if err := x.writable(); err != nil {
 		return err
@@ -392,6 +448,13 @@ func (x *tx) GetRoleCollection(name string) (*store.RoleCollection, error) {
 
 func (x *tx) ListRoleCollections() ([]*store.RoleCollection, error) {
 	return list[store.RoleCollection](x, `SELECT data FROM role_collections ORDER BY name`)
+}
+
+func (x *tx) ListRoleCollectionsByOwner(owner string) ([]*store.RoleCollection, error) {
+	if !storable(owner) {
+		return nil, nil
+	}
+	return list[store.RoleCollection](x, `SELECT data FROM role_collections WHERE owner = $1 ORDER BY name`, owner)
 }
 
 func (x *tx) PutRoleCollection(rc *store.RoleCollection) error {

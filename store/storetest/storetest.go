@@ -6,7 +6,8 @@
 //	}
 //
 // The suite checks the contract callers rely on: errors comparable with
-// errors.Is, the client-id and fingerprint indexes, the cascade of
+// errors.Is, the client-id, fingerprint, xsappname, service-name,
+// role-collection-owner and certificate-DN indexes, the cascade of
 // DeleteInstance, all-or-nothing Update, read-only View and serialisable
 // concurrent updates.
 package storetest
@@ -52,6 +53,13 @@ func RunTests(t *testing.T, newStore func(t *testing.T) store.Store, opts Option
 		{"BindingFingerprints", testBindingFingerprints},
 		{"DeleteInstanceCascades", testDeleteInstanceCascades},
 		{"RoleCollections", testRoleCollections},
+		{"BaseAppName", testBaseAppName},
+		{"XSAppNameIndexes", testXSAppNameIndexes},
+		{"ServiceNameIndex", testServiceNameIndex},
+		{"RoleCollectionOwnerIndex", testRoleCollectionOwnerIndex},
+		{"IndexFixture", testIndexFixture},
+		{"CertDNIndex", testCertDNIndex},
+		{"CertDNFixture", testCertDNFixture},
 		{"Meta", testMeta},
 		{"Sequences", testSequences},
 		{"UpdateRollsBack", testUpdateRollsBack},
@@ -1495,6 +1503,11 @@ func testPersistence(t *testing.T, s store.Store, reopen func(*testing.T, store.
 		if v, err := tx.GetMeta("m1"); err != nil || string(v) != "one" {
 			t.Errorf("GetMeta(m1) after reopen = %q, %v", v, err)
 		}
+		// Both seeded instances have xsappname "app!t1".
+		checkByXSAppName(t, tx, map[string]string{"app!t1": "s1"})
+		checkInstances(t, tx, "application", "app", "s1", "s2")
+		checkServiceName(t, tx, "space-s2", "name-s2", "s2")
+		checkOwner(t, tx, "s1", "rc1")
 		return nil
 	})
 	if got := nextSeq(t, s, "seq"); got != 2 {
