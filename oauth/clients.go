@@ -84,10 +84,10 @@ type clientTable struct {
 
 // clients holds the current table.
 type clients struct {
-	st     store.Store
-	table  atomic.Pointer[clientTable]
-	stale  atomic.Bool
-	mu     sync.Mutex // serialises full rebuilds and instance reloads
+	st    store.Store
+	table atomic.Pointer[clientTable]
+	stale atomic.Bool
+	mu    sync.Mutex // serialises full rebuilds and instance reloads
 }
 
 func newClients(st store.Store) *clients {
