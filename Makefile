@@ -18,3 +18,17 @@ test:
 # side by side with Go's and OpenSSL's raw RSA-2048 sign rates.
 bench:
 	./scripts/load-token.sh
+
+# bench-bind: X.509 bind latency with the background key pool, server
+# pinned to one core. QUIET is the quiet period in seconds before the
+# bursts (default 60).
+.PHONY: bench-bind
+bench-bind:
+	./scripts/load-bind.sh $(QUIET)
+
+# bench-scale: broker with a large store (issue 7), server pinned to one
+# core: start time, RSS, token and OSB latency next to an empty store.
+# INSTANCES (default 100000) and BINDINGS per instance (default 10).
+.PHONY: bench-scale
+bench-scale:
+	./scripts/load-scale.sh $(or $(INSTANCES),100000) $(or $(BINDINGS),10)

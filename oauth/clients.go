@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -169,16 +170,13 @@ func buildTable(ctx context.Context, st store.Store) (*clientTable, error) {
 		if err != nil {
 			return err
 		}
-		now := time.Now().UnixNano()
-		for _, in := range instances {
-			cl, err := newClient(in, now)
-			if err != nil {
-				return err
-			}
+		if cls, err = clientsOf(instances, time.Now().UnixNano()); err != nil {
+			return err
+		}
+		for i, cl := range cls {
 			if cl.Descriptor != nil {
-				apps = append(apps, broker.AppFor(in, cl.Descriptor))
+				apps = append(apps, broker.AppFor(instances[i], cl.Descriptor))
 			}
-			cls = append(cls, cl)
 		}
 		rcs, err := tx.ListRoleCollections()
 		if err != nil {
@@ -201,6 +199,35 @@ func buildTable(ctx context.Context, st store.Store) (*clientTable, error) {
 		t.addLocked(cl)
 	}
 	return t, nil
+}
+
+// clientsOf makes the clients of instances, decoding their configurations
+// on every core: with a large zone that is most of the start-up time.
+func clientsOf(instances []*store.Instance, loaded int64) ([]*client, error) {
+	out := make([]*client, len(instances))
+	workers := min(runtime.GOMAXPROCS(0), len(instances)/256)
+	if workers <= 1 {
+		workers = 1
+	}
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		lo, hi := w*len(instances)/workers, (w+1)*len(instances)/workers
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := lo; i < hi; i++ {
+				cl, err := newClient(instances[i], loaded)
+				if err != nil {
+					errs[w] = err
+					return
+				}
+				out[i] = cl
+			}
+		}()
+	}
+	wg.Wait()
+	return out, errors.Join(errs...)
 }
 
 // newClient makes the client of a stored instance. The instance's

@@ -13,8 +13,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -141,17 +143,55 @@ func put(b *bbolt.Bucket, key string, v any) error {
 }
 
 func list[T any](b *bbolt.Bucket) ([]*T, error) {
-	var out []*T
-	err := b.ForEach(func(k, v []byte) error {
-		item := new(T)
-		if err := json.Unmarshal(v, item); err != nil {
-			return fmt.Errorf("decode %s: %w", k, err)
-		}
-		out = append(out, item)
+	// The values stay valid until the transaction ends, so they are
+	// collected without copying and decoded afterwards, on every core
+	// for a long list: JSON decoding is most of the cost of reading the
+	// instances of a large zone when the token server starts.
+	var keys, values [][]byte
+	if err := b.ForEach(func(k, v []byte) error {
+		keys, values = append(keys, k), append(values, v)
 		return nil
-	})
-	return out, err
+	}); err != nil {
+		return nil, err
+	}
+	out := make([]*T, len(values))
+	decode := func(lo, hi int) error {
+		for i := lo; i < hi; i++ {
+			item := new(T)
+			if err := json.Unmarshal(values[i], item); err != nil {
+				return fmt.Errorf("decode %s: %w", keys[i], err)
+			}
+			out[i] = item
+		}
+		return nil
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(values)/parallelDecodeMin)
+	if workers <= 1 {
+		if err := decode(0, len(values)); err != nil {
+			return nil, err
+		}
+		return out, nil
+	}
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		lo, hi := w*len(values)/workers, (w+1)*len(values)/workers
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[w] = decode(lo, hi)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
+
+// parallelDecodeMin is the number of records per extra decoding goroutine
+// below which list decodes on the calling goroutine alone.
+const parallelDecodeMin = 512
 
 func (x *tx) b(name []byte) *bbolt.Bucket { return x.t.Bucket(name) }
 
