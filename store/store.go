@@ -32,19 +32,37 @@ type Store interface {
 }
 
 // Watcher is implemented by stores that several broker replicas share.
-// Watch calls changed after any replica commits a change (at most a
-// bounded delay later, also if a notification was lost), until ctx ends.
-// Ephemeral records (codes, refresh tokens) are never cached and do not
-// count as changes.
+// Watch calls changed after any replica (this one included) commits a
+// change, at most a bounded delay later, also if a notification was lost,
+// until ctx ends. Ephemeral records (codes, refresh tokens) are never
+// cached and do not count as changes; commits that touched nothing a
+// replica caches (users, sequences) need not make a call.
 //
 // Watch blocks until ctx ends (or the store is closed). It calls changed
 // from its own goroutine, one call at a time, and coalesces changes that
-// arrive while a call runs. Calls may be spurious, one always comes once
-// Watch is watching (so that a change committed just before cannot go
-// unnoticed): treat changed as "reload what you cached", not as a
-// description of a change.
+// arrive while a call runs into one later call whose Change is their
+// merge. One call with Unknown always comes once Watch is watching, so
+// that a change committed just before cannot go unnoticed. A Change may
+// say more than what changed, never less: reloading what it names (or
+// everything, for Unknown) keeps a cache current.
 type Watcher interface {
-	Watch(ctx context.Context, changed func())
+	Watch(ctx context.Context, changed func(Change))
+}
+
+// Change describes what committed changes touched, as far as the store knows.
+type Change struct {
+	// Instances are the ids of instances whose record, bindings or owned
+	// role collections changed (created, updated or deleted).
+	Instances []string
+	// RoleCollections is true when role collections without an owner
+	// (the admin API's) changed.
+	RoleCollections bool
+	// Meta is true when meta records (signing keys, CA, zone) changed.
+	Meta bool
+	// Unknown is true when what changed is not known (the first call once
+	// watching, a gap in the change log, a writer that does not log): the
+	// caller must reload everything.
+	Unknown bool
 }
 
 // Tx is the set of operations available inside a transaction. Read methods

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
@@ -119,13 +120,10 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer) error {
 		XsuaaURL: publicURL, IdentityURL: identityURL, TrustedProxies: proxies, SharedStore: isShared(db),
 		Logger: logger.Session("oauth"),
 	})
-	if err := tokens.Warm(ctx); err != nil {
-		return err
-	}
 	// A few keys of each size are kept ready; 2048 is by far the most
-	// common. The pool is refilled in the background, one key at a time.
+	// common. The pool is refilled in the background, one key at a time,
+	// once the token server's table is built (see below).
 	keyPool := credentials.NewKeyPool(map[int]int{2048: 32, 4096: 4, 8192: 1})
-	go keyPool.Run(ctx)
 	for _, bits := range []int{2048, 4096, 8192} {
 		bits := bits
 		metrics.Gauge(fmt.Sprintf("broker_key_pool_depth_%d", bits), fmt.Sprintf("Pre-generated RSA-%d keys ready for X.509 binds.", bits),
@@ -217,6 +215,23 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer) error {
 	}
 	logger.Info("started", info)
 
+	// The token server reads every instance into memory (seconds with a
+	// hundred thousand of them) while the OSB API and /healthz already
+	// answer: the broker needs no table. A token request that arrives
+	// meanwhile waits for the same build. Keys for the pool are generated
+	// afterwards, so they do not compete with it for the CPU.
+	go func() {
+		began := time.Now()
+		if err := tokens.Warm(ctx); err != nil {
+			logger.Error("token-table", err) // the next token request retries
+		} else {
+			logger.Info("token-table-ready", lager.Data{"duration_ms": time.Since(began).Milliseconds()})
+		}
+		// Building the table leaves as much garbage as it keeps: give
+		// it back now rather than carrying it as resident memory.
+		debug.FreeOSMemory()
+		keyPool.Run(ctx)
+	}()
 	go purgeEphemeral(ctx, st, logger)
 	reportExpiry(ctx, logger.Session("expiry"), metrics, time.Now, expiryCheckInterval, watchedCerts(ca, srv.TLSConfig, cfg.TLSCert != ""))
 	if len(cfg.PreviousEncryptionKeys) > 0 {
@@ -234,10 +249,23 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer) error {
 		// Replicas share the database: another replica's bind, unbind or
 		// key rotation reaches this replica's caches within the
 		// watcher's bound (LISTEN/NOTIFY, with a polling fallback).
-		go w.Watch(ctx, func() {
-			tokens.Invalidate()
-			if err := keys.Reload(ctx); err != nil && ctx.Err() == nil {
-				logger.Error("reload-signing-keys", err)
+		// The watcher says what changed, so that a bind on any replica
+		// rereads one instance here, not all of them.
+		go w.Watch(ctx, func(ch store.Change) {
+			if ch.Unknown {
+				tokens.Invalidate()
+			} else {
+				for _, id := range ch.Instances {
+					tokens.InstanceChanged(id)
+				}
+				if ch.RoleCollections {
+					tokens.RoleCollectionsChanged()
+				}
+			}
+			if ch.Meta || ch.Unknown {
+				if err := keys.Reload(ctx); err != nil && ctx.Err() == nil {
+					logger.Error("reload-signing-keys", err)
+				}
 			}
 		})
 	}

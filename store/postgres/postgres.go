@@ -16,8 +16,10 @@
 // the broker, for instance) are retried.
 //
 // Store also implements store.Watcher: every writing Update bumps the
-// change counter and sends NOTIFY broker_changes in its transaction, and
-// Watch listens for those notifications and polls the counter as well.
+// change counter, logs what it touched under the new value and sends
+// NOTIFY broker_changes in its transaction, and Watch listens for those
+// notifications and polls the counter as well, and reads the log to say
+// what changed.
 package postgres
 
 import (
@@ -25,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,11 +49,39 @@ const (
 	// after the lock is granted, and the snapshot includes the previous
 	// writer's commit.
 	lockWriters = `LOCK TABLE changes IN EXCLUSIVE MODE`
-	// bumpChanges ends every Update that wrote something. The
-	// notification, carrying the new counter value, is delivered at
-	// commit and only if the transaction commits.
-	bumpChanges = `WITH c AS (UPDATE changes SET n = n + 1 WHERE id = 1 RETURNING n)
-		SELECT pg_notify('` + notifyChannel + `', n::text) FROM c`
+	// bumpChanges ends every Update that wrote something: it bumps the
+	// change counter, logs what the Update touched under the new value
+	// ($1 instance ids or NULL for too many, $2 role collections without
+	// an owner, $3 meta; see migrations/0004_change_log.sql) and returns
+	// the value. The notification, carrying the value, is delivered at
+	// commit and only if the transaction commits. A value that comes
+	// round again (a counter reset by hand) overwrites its stale row
+	// rather than failing every write.
+	bumpChanges = `WITH c AS (UPDATE changes SET n = n + 1 WHERE id = 1 RETURNING n),
+		l AS (INSERT INTO change_log (n, instances, role_collections, meta)
+			SELECT n, $1, $2, $3 FROM c
+			ON CONFLICT (n) DO UPDATE SET instances = EXCLUDED.instances,
+				role_collections = EXCLUDED.role_collections, meta = EXCLUDED.meta,
+				logged_at = EXCLUDED.logged_at)
+		SELECT c.n FROM c, pg_notify('` + notifyChannel + `', c.n::text)`
+	// pruneChangeLog deletes the log rows up to value $1 that are older
+	// than $2 seconds.
+	pruneChangeLog = `DELETE FROM change_log WHERE n <= $1 AND logged_at < now() - make_interval(secs => $2)`
+
+	// maxLoggedInstances bounds the instance ids one log row lists; an
+	// Update that touched more (a re-seal of every record, say) logs
+	// NULL, which the watchers read as "reload everything": rereading
+	// that many instances one by one costs as much, and the row stays
+	// small.
+	maxLoggedInstances = 1000
+	// Log rows are kept for changeLogKeepFor or for the last
+	// changeLogKeep values, whichever keeps more, so that a watcher that
+	// lags behind that far still learns what changed; further behind, the
+	// missing rows make it report Unknown. Every changeLogPruneEvery-th
+	// change prunes, so that writers seldom pay for it.
+	changeLogKeep       = 10000
+	changeLogKeepFor    = 10 * time.Minute
+	changeLogPruneEvery = 100
 
 	// maxAttempts bounds how often Update runs fn when the transaction
 	// fails with a serialization failure or a deadlock.
@@ -72,10 +103,24 @@ type Store struct {
 	// connConfig opens Watch's dedicated LISTEN connection.
 	connConfig   *pgx.ConnConfig
 	pollInterval time.Duration
+	// changeLog holds the change log's limits (the constants above),
+	// which tests shrink.
+	changeLog changeLogLimits
 	// retries counts the re-runs of Update functions, for tests.
 	retries   atomic.Int64
 	closeOnce sync.Once
 	done      chan struct{} // closed by Close; ends Watch
+}
+
+// changeLogLimits says which change log rows writers keep and how many
+// rows Watch reads at once.
+type changeLogLimits struct {
+	keep       int64
+	keepFor    time.Duration
+	pruneEvery int64
+	// maxRead bounds the rows one Watch call reads; further behind, it
+	// reports Unknown.
+	maxRead int64
 }
 
 var (
@@ -104,7 +149,13 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		pool:         pool,
 		connConfig:   cfg.ConnConfig,
 		pollInterval: defaultPollInterval,
-		done:         make(chan struct{}),
+		changeLog: changeLogLimits{
+			keep:       changeLogKeep,
+			keepFor:    changeLogKeepFor,
+			pruneEvery: changeLogPruneEvery,
+			maxRead:    maxChangeLogRead,
+		},
+		done: make(chan struct{}),
 	}, nil
 }
 
@@ -175,7 +226,7 @@ func (s *Store) update(ctx context.Context, fn func(store.Tx) error) (retry bool
 		return false, ferr
 	}
 	if x.wrote {
-		if _, err := ptx.Exec(ctx, bumpChanges); err != nil {
+		if err := s.logChange(ctx, ptx, &x.touched); err != nil {
 			return retryable(err), err
 		}
 	}
@@ -183,6 +234,30 @@ func (s *Store) update(ctx context.Context, fn func(store.Tx) error) (retry bool
 		return retryable(err), err
 	}
 	return false, nil
+}
+
+// logChange bumps the change counter, logs what the Update touched under
+// the new value and now and then prunes the log. The writers' lock makes
+// the values, and so the rows, come in counter order.
+func (s *Store) logChange(ctx context.Context, ptx pgx.Tx, t *touched) error {
+	var ids []string // nil is NULL: too many to list
+	if len(t.instances) <= maxLoggedInstances {
+		ids = make([]string, 0, len(t.instances))
+		for id := range t.instances {
+			ids = append(ids, id)
+		}
+		slices.Sort(ids)
+	}
+	var n int64
+	if err := ptx.QueryRow(ctx, bumpChanges, ids, t.roleCollections, t.meta).Scan(&n); err != nil {
+		return err
+	}
+	if every := s.changeLog.pruneEvery; every > 0 && n%every == 0 {
+		if _, err := ptx.Exec(ctx, pruneChangeLog, n-s.changeLog.keep, s.changeLog.keepFor.Seconds()); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // retryable reports whether err is a transaction failure that running the

@@ -594,14 +594,14 @@ func TestChangeCounter(t *testing.T) {
 }
 
 // watchCalls runs s.Watch until the test ends and returns its calls.
-func watchCalls(t *testing.T, s *Store) <-chan struct{} {
+func watchCalls(t *testing.T, s *Store) <-chan store.Change {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	calls := make(chan struct{}, 1000)
+	calls := make(chan store.Change, 1000)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		s.Watch(ctx, func() { calls <- struct{}{} })
+		s.Watch(ctx, func(ch store.Change) { calls <- ch })
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -614,19 +614,21 @@ func watchCalls(t *testing.T, s *Store) <-chan struct{} {
 	return calls
 }
 
-// waitCall waits up to bound for a call.
-func waitCall(t *testing.T, calls <-chan struct{}, bound time.Duration, what string) {
+// waitCall waits up to bound for a call and returns its Change.
+func waitCall(t *testing.T, calls <-chan store.Change, bound time.Duration, what string) store.Change {
 	t.Helper()
 	start := time.Now()
 	select {
-	case <-calls:
-		t.Logf("%s: changed after %v", what, time.Since(start).Round(time.Millisecond))
+	case ch := <-calls:
+		t.Logf("%s: changed after %v: %+v", what, time.Since(start).Round(time.Millisecond), ch)
+		return ch
 	case <-time.After(bound):
 		t.Fatalf("%s: changed not called within %v", what, bound)
+		return store.Change{}
 	}
 }
 
-func drain(calls <-chan struct{}) {
+func drain(calls <-chan store.Change) {
 	for {
 		select {
 		case <-calls:
@@ -743,7 +745,7 @@ func TestWatchEnds(t *testing.T) {
 			started := make(chan struct{}, 1)
 			go func() {
 				defer close(done)
-				s.Watch(ctx, func() {
+				s.Watch(ctx, func(store.Change) {
 					select {
 					case started <- struct{}{}:
 					default:

@@ -33,7 +33,38 @@ type tx struct {
 	// wrote says a statement changed a row, so Update must bump the
 	// change counter.
 	wrote bool
-	err   error // the first database error
+	// touched is what the writes changed that replicas cache, for the
+	// change log. Saying too much is harmless, so it may be noted before
+	// a write that then fails (and aborts the transaction anyway).
+	touched touched
+	err     error // the first database error
+}
+
+// touched collects what one Update changed, as Watch reports it
+// (store.Change).
+type touched struct {
+	instances       map[string]struct{}
+	roleCollections bool
+	meta            bool
+}
+
+// instance notes a change to an instance, its bindings or the role
+// collections it owns.
+func (t *touched) instance(id string) {
+	if t.instances == nil {
+		t.instances = map[string]struct{}{}
+	}
+	t.instances[id] = struct{}{}
+}
+
+// owner notes a change to a role collection of owner ("" = the admin
+// API's).
+func (t *touched) owner(owner string) {
+	if owner == "" {
+		t.roleCollections = true
+	} else {
+		t.instance(owner)
+	}
 }
 
 func (x *tx) writable() error {
@@ -129,6 +160,19 @@ func (x *tx) scan(sql string, args []any, dst ...any) error {
 	if err != nil {
 		return x.fail(err)
 	}
+	return nil
+}
+
+// writeReturning runs a write statement returning at most one row into
+// dst. No row (nothing written) is store.ErrNotFound.
+func (x *tx) writeReturning(sql string, args []any, dst ...any) error {
+	if err := x.writable(); err != nil {
+		return err
+	}
+	if err := x.scan(sql, args, dst...); err != nil {
+		return err
+	}
+	x.wrote = true
 	return nil
 }
 
@@ -249,6 +293,7 @@ func (x *tx) CreateInstance(in *store.Instance) error {
 	if err != nil {
 		return err
 	}
+	x.touched.instance(in.ID)
 	// ON CONFLICT DO NOTHING skips a taken id or client id without
 	// aborting the transaction. (A conflicting row committed after this
 	// transaction's snapshot raises a serialization failure instead.)
@@ -289,6 +334,7 @@ func (x *tx) PutInstance(in *store.Instance) error {
 	if err != nil {
 		return err
 	}
+	x.touched.instance(in.ID)
 	return x.insert(fmt.Sprintf("client id %q", in.ClientID),
 		`INSERT INTO instances (id, client_id, data) VALUES ($1, $2, $3)
 		ON CONFLICT (id) DO UPDATE SET client_id = EXCLUDED.client_id, data = EXCLUDED.data`,
@@ -304,6 +350,7 @@ func (x *tx) DeleteInstance(id string) ([]*store.Binding, error) {
 	if _, err := x.GetInstance(id); err != nil {
 		return nil, err
 	}
+	x.touched.instance(id)
 	removed, err := list[store.Binding](x, `DELETE FROM bindings WHERE instance_id = $1 RETURNING data`, id)
 	if err != nil {
 		return nil, err
@@ -408,6 +455,7 @@ func (x *tx) CreateBinding(b *store.Binding) error {
 	if err != nil {
 		return err
 	}
+	x.touched.instance(b.InstanceID)
 	if err := x.insert("binding "+b.ID,
 		`INSERT INTO bindings (id, instance_id, data) VALUES ($1, $2, $3)`, b.ID, b.InstanceID, data); err != nil {
 		return err
@@ -436,6 +484,7 @@ func (x *tx) DeleteBinding(id string) (*store.Binding, error) {
 		return nil, store.ErrNotFound
 	}
 	x.wrote = true
+	x.touched.instance(removed[0].InstanceID)
 	return removed[0], nil
 }
 
@@ -468,10 +517,22 @@ func (x *tx) PutRoleCollection(rc *store.RoleCollection) error {
 	if err != nil {
 		return err
 	}
-	_, err = x.exec(`INSERT INTO role_collections (name, owner, data) VALUES ($1, $2, $3)
-		ON CONFLICT (name) DO UPDATE SET owner = EXCLUDED.owner, data = EXCLUDED.data`,
-		rc.Name, rc.Owner, data)
-	return err
+	x.touched.owner(rc.Owner)
+	// A collection that changes owner leaves the previous owner's set, so
+	// that owner changed too: the statement returns it (NULL for a new
+	// collection; the CTE sees the table as it was before the statement).
+	var previous *string
+	if err := x.writeReturning(`WITH old AS (SELECT owner FROM role_collections WHERE name = $1)
+		INSERT INTO role_collections (name, owner, data) VALUES ($1, $2, $3)
+		ON CONFLICT (name) DO UPDATE SET owner = EXCLUDED.owner, data = EXCLUDED.data
+		RETURNING (SELECT owner FROM old)`,
+		[]any{rc.Name, rc.Owner, data}, &previous); err != nil {
+		return err
+	}
+	if previous != nil {
+		x.touched.owner(*previous)
+	}
+	return nil
 }
 
 func (x *tx) DeleteRoleCollection(name string) error {
@@ -481,11 +542,13 @@ func (x *tx) DeleteRoleCollection(name string) error {
 	if !storable(name) {
 		return store.ErrNotFound
 	}
-	n, err := x.exec(`DELETE FROM role_collections WHERE name = $1`, name)
-	if err == nil && n == 0 {
-		return store.ErrNotFound
+	var owner string
+	if err := x.writeReturning(`DELETE FROM role_collections WHERE name = $1 RETURNING owner`,
+		[]any{name}, &owner); err != nil {
+		return err
 	}
-	return err
+	x.touched.owner(owner)
+	return nil
 }
 
 func (x *tx) GetUser(id string) (*store.User, error) {
@@ -605,6 +668,7 @@ func (x *tx) PutMeta(key string, value []byte) error {
 	if err := storableKeys(key); err != nil {
 		return err
 	}
+	x.touched.meta = true
 	_, err := x.exec(`INSERT INTO meta (key, value) VALUES ($1, $2)
 		ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`, key, nonNil(value))
 	return err
