@@ -18,6 +18,9 @@ type KeyPool struct {
 	stock  map[int][]*rsa.PrivateKey
 	target map[int]int
 	wake   chan struct{}
+	// lastGet is when a key was last taken: refilling waits until binds
+	// have been quiet for RefillQuiet.
+	lastGet time.Time
 	// generate is rsa.GenerateKey; tests replace it.
 	generate func(bits int) (*rsa.PrivateKey, error)
 }
@@ -38,10 +41,18 @@ func NewKeyPool(target map[int]int) *KeyPool {
 	}
 }
 
+// RefillQuiet is how long after the last Get the pool waits before it
+// generates keys again, unless it is running low (below a quarter of its
+// target). A burst of binds takes keys without key generation competing with
+// it for the CPU: on one core Go's scheduler would slice a bind's request
+// handling with a seconds-long generation in 10 ms turns.
+const RefillQuiet = time.Second
+
 // Get returns a pooled key of the size, or generates one now when the pool
 // has none. Either way the pool is nudged to refill.
 func (p *KeyPool) Get(bits int) (*rsa.PrivateKey, error) {
 	p.mu.Lock()
+	p.lastGet = time.Now()
 	var k *rsa.PrivateKey
 	if s := p.stock[bits]; len(s) > 0 {
 		k, p.stock[bits] = s[len(s)-1], s[:len(s)-1]
@@ -69,27 +80,37 @@ func (p *KeyPool) nudge() {
 }
 
 // next returns a size that is below target, smallest first (the common
-// 2048-bit keys are refilled before the expensive ones).
-func (p *KeyPool) next() (int, bool) {
+// 2048-bit keys are refilled before the expensive ones), and how long to
+// wait before generating it: nothing if that size is running low, else
+// until RefillQuiet has passed since the last Get.
+func (p *KeyPool) next(now time.Time) (bits int, wait time.Duration, ok bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	best := 0
-	for bits, n := range p.target {
-		if len(p.stock[bits]) < n && (best == 0 || bits < best) {
-			best = bits
+	for b, n := range p.target {
+		if len(p.stock[b]) < n && (bits == 0 || b < bits) {
+			bits = b
 		}
 	}
-	return best, best != 0
+	if bits == 0 {
+		return 0, 0, false
+	}
+	if low := p.target[bits] / 4; len(p.stock[bits]) > low {
+		if since := now.Sub(p.lastGet); since < RefillQuiet {
+			wait = RefillQuiet - since
+		}
+	}
+	return bits, wait, true
 }
 
 // Run refills the pool until ctx ends. Go has no thread priorities, so
-// "low priority" is pacing: one key at a time, and after each key a pause
-// of three times its generation time, so refilling takes at most a quarter
-// of one core from request handling — except while the pool of that size is
-// empty, when binds are waiting and keys are made back to back.
+// "low priority" is pacing: nothing during a burst of binds (RefillQuiet),
+// then one key at a time, and after each key a pause of three times its
+// generation time, so refilling takes at most a quarter of one core from
+// request handling — except while the pool of that size is empty, when
+// binds are waiting and keys are made back to back.
 func (p *KeyPool) Run(ctx context.Context) {
 	for {
-		bits, ok := p.next()
+		bits, wait, ok := p.next(time.Now())
 		if !ok {
 			select {
 			case <-ctx.Done():
@@ -97,6 +118,14 @@ func (p *KeyPool) Run(ctx context.Context) {
 			case <-p.wake:
 				continue
 			}
+		}
+		if wait > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			continue
 		}
 		start := time.Now()
 		k, err := p.generate(bits)

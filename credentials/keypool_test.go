@@ -96,3 +96,51 @@ func TestKeyPoolKeysAreHandedOutOnce(t *testing.T) {
 		seen[k.N.String()] = true
 	}
 }
+
+// TestKeyPoolWaitsForQuiet: after a key is taken the pool does not start
+// generating until binds have been quiet for RefillQuiet, unless the size
+// is running low (a quarter of its target or less), or empty.
+func TestKeyPoolWaitsForQuiet(t *testing.T) {
+	p := NewKeyPool(map[int]int{2048: 8, 4096: 2})
+	key := &rsa.PrivateKey{}
+	p.stock[2048] = []*rsa.PrivateKey{key, key, key, key, key, key, key, key}
+	p.stock[4096] = []*rsa.PrivateKey{key, key}
+	if _, _, ok := p.next(time.Now()); ok {
+		t.Fatal("a full pool has something to generate")
+	}
+	if _, err := p.Get(2048); err != nil {
+		t.Fatal(err)
+	}
+	taken := p.lastGet
+	for _, tc := range []struct {
+		after    time.Duration
+		wantWait time.Duration
+	}{
+		{0, RefillQuiet},
+		{RefillQuiet / 4, RefillQuiet * 3 / 4},
+		{RefillQuiet, 0},
+		{10 * RefillQuiet, 0},
+	} {
+		bits, wait, ok := p.next(taken.Add(tc.after))
+		if !ok || bits != 2048 || wait != tc.wantWait {
+			t.Errorf("%v after a Get: next = %d, %v, %v; want 2048, %v, true", tc.after, bits, wait, ok, tc.wantWait)
+		}
+	}
+	// Down to a quarter of the target: refill at once, burst or not.
+	for p.Depth(2048) > 2 {
+		if _, err := p.Get(2048); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if bits, wait, ok := p.next(p.lastGet); !ok || bits != 2048 || wait != 0 {
+		t.Errorf("pool at a quarter: next = %d, %v, %v; want 2048, 0, true", bits, wait, ok)
+	}
+	// The smallest size below target comes first; 4096 waits for 2048.
+	p.stock[2048] = append(p.stock[2048], key, key, key, key, key, key)
+	if _, err := p.Get(4096); err != nil {
+		t.Fatal(err)
+	}
+	if bits, wait, ok := p.next(p.lastGet.Add(RefillQuiet / 2)); !ok || bits != 4096 || wait != RefillQuiet/2 {
+		t.Errorf("one 4096 key taken: next = %d, %v, %v; want 4096, %v, true", bits, wait, ok, RefillQuiet/2)
+	}
+}
