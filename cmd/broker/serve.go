@@ -227,9 +227,15 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer) error {
 		} else {
 			logger.Info("token-table-ready", lager.Data{"duration_ms": time.Since(began).Milliseconds()})
 		}
-		// Building the table leaves as much garbage as it keeps: give
-		// it back now rather than carrying it as resident memory.
+		// Building the table leaves as much garbage as it keeps, and
+		// bbolt's mmap keeps every page the scan touched mapped: give
+		// both back now rather than carrying them as resident memory.
 		debug.FreeOSMemory()
+		if r, ok := db.(interface{ ReleaseMappedPages() (int64, error) }); ok {
+			if _, err := r.ReleaseMappedPages(); err != nil {
+				logger.Error("release-mapped-pages", err)
+			}
+		}
 		keyPool.Run(ctx)
 	}()
 	go purgeEphemeral(ctx, st, logger)
