@@ -25,7 +25,7 @@ type authenticated struct {
 
 // authenticate is authenticateClient that, on a store shared by replicas,
 // retries once after rereading the claimed client before refusing (see
-// clientTable.refreshClient). It returns the table the answer is based on.
+// clients.refresh). It returns the table the answer is based on.
 func (s *Server) authenticate(r *http.Request, t *clientTable) (*authenticated, *clientTable, *Error) {
 	a, oerr := s.authenticateClient(r, t)
 	if oerr != nil && s.cfg.SharedStore {
@@ -33,12 +33,13 @@ func (s *Server) authenticate(r *http.Request, t *clientTable) (*authenticated, 
 		if leaf := s.clientCertificate(r); leaf != nil {
 			fp = fingerprintHex(leaf.Raw)
 		}
-		if t.refreshClient(r.Context(), claimedClientID(r), fp, 250*time.Millisecond) {
+		if s.clients.refresh(r.Context(), t, claimedClientID(r), fp, 250*time.Millisecond) {
 			a, oerr = s.authenticateClient(r, t)
 		}
 	}
-	if oerr != nil {
-		// Counted only after the check: a correct secret always passes.
+	if oerr != nil && oerr.Status == http.StatusUnauthorized {
+		// Counted only after the check: a correct secret always passes,
+		// and a store that could not be read is not the client's fault.
 		if over, after := s.clientFailures.fail(claimedClientID(r) + "|" + s.sourceAddress(r)); over {
 			return nil, t, errTooMany(after)
 		}
@@ -57,12 +58,19 @@ func (s *Server) authenticateClient(r *http.Request, t *clientTable) (*authentic
 	basicID, basicSecret, hasBasic := r.BasicAuth()
 
 	if hasBasic {
-		cl, binding, ok := t.basicClient(r.Context(), basicID, basicSecret)
+		cl, binding, ok, err := t.basicClient(r.Context(), basicID, basicSecret)
+		if err != nil {
+			return nil, errRegistryUnavailable()
+		}
 		if !ok || (formID != "" && formID != cl.ID) {
 			return nil, errInvalidClient()
 		}
 		if formSecret != "" {
-			if _, ok := t.checkSecret(r.Context(), cl, formSecret); !ok {
+			_, ok, err := t.checkSecret(r.Context(), cl, formSecret)
+			if err != nil {
+				return nil, errRegistryUnavailable()
+			}
+			if !ok {
 				return nil, errInvalidClient()
 			}
 		}
@@ -73,7 +81,10 @@ func (s *Server) authenticateClient(r *http.Request, t *clientTable) (*authentic
 		if cl == nil {
 			return nil, errInvalidClient()
 		}
-		binding, ok := t.checkSecret(r.Context(), cl, formSecret)
+		binding, ok, err := t.checkSecret(r.Context(), cl, formSecret)
+		if err != nil {
+			return nil, errRegistryUnavailable()
+		}
 		if !ok {
 			return nil, errInvalidClient()
 		}
@@ -83,7 +94,10 @@ func (s *Server) authenticateClient(r *http.Request, t *clientTable) (*authentic
 	if leaf == nil {
 		return nil, errInvalidClient()
 	}
-	cl, binding, ok := s.certClient(r.Context(), t, leaf)
+	cl, binding, ok, err := s.certClient(r.Context(), t, leaf)
+	if err != nil {
+		return nil, errRegistryUnavailable()
+	}
 	if !ok || (formID != "" && formID != cl.ID) {
 		return nil, errInvalidClient()
 	}
@@ -94,23 +108,25 @@ func (s *Server) authenticateClient(r *http.Request, t *clientTable) (*authentic
 // secret are form-urlencoded inside Basic; approuter and most curl users send
 // them raw. Ids contain '!' and '|', secrets '$' and '=', so both readings are
 // tried.
-func (t *clientTable) basicClient(ctx context.Context, id, secret string) (*client, string, bool) {
+func (t *clientTable) basicClient(ctx context.Context, id, secret string) (*client, string, bool, error) {
 	if cl := t.client(id); cl != nil {
-		if binding, ok := t.checkSecret(ctx, cl, secret); ok {
-			return cl, binding, true
+		binding, ok, err := t.checkSecret(ctx, cl, secret)
+		if err != nil || ok {
+			return cl, binding, ok, err
 		}
 	}
 	uid, err1 := url.QueryUnescape(id)
 	usecret, err2 := url.QueryUnescape(secret)
 	if err1 != nil || err2 != nil || (uid == id && usecret == secret) {
-		return nil, "", false
+		return nil, "", false, nil
 	}
 	if cl := t.client(uid); cl != nil {
-		if binding, ok := t.checkSecret(ctx, cl, usecret); ok {
-			return cl, binding, true
+		binding, ok, err := t.checkSecret(ctx, cl, usecret)
+		if err != nil || ok {
+			return cl, binding, ok, err
 		}
 	}
-	return nil, "", false
+	return nil, "", false, nil
 }
 
 // clientCertificate returns the certificate the client presented: from the
@@ -158,18 +174,22 @@ func (s *Server) trustedProxy(remoteAddr string) bool {
 // the broker issued must also chain to its CA and be unexpired; certificates
 // users brought (X509_PROVIDED, self-managed x509) are pinned by
 // fingerprint, or matched by subject and issuer when pinning is off.
-func (s *Server) certClient(ctx context.Context, t *clientTable, leaf *x509.Certificate) (*client, string, bool) {
+func (s *Server) certClient(ctx context.Context, t *clientTable, leaf *x509.Certificate) (*client, string, bool, error) {
 	now := s.cfg.Now()
 	fp := fingerprintHex(leaf.Raw)
-	if cl, creds := t.fingerprintClient(ctx, fp); cl != nil {
+	cl, creds, err := t.fingerprintClient(ctx, fp)
+	if err != nil {
+		return nil, "", false, err
+	}
+	if cl != nil {
 		for _, c := range creds.certs {
 			if c.Rec.Fingerprint != fp {
 				continue
 			}
 			if c.Rec.Provided {
-				return cl, c.BindingID, now.Before(leaf.NotAfter) && !now.Before(leaf.NotBefore.Add(-time.Minute))
+				return cl, c.BindingID, now.Before(leaf.NotAfter) && !now.Before(leaf.NotBefore.Add(-time.Minute)), nil
 			}
-			return cl, c.BindingID, s.cfg.CA.VerifyClient(leaf, now) == nil
+			return cl, c.BindingID, s.cfg.CA.VerifyClient(leaf, now) == nil, nil
 		}
 	}
 	// Unpinned self-managed certificates: a renewed certificate with the
@@ -177,12 +197,13 @@ func (s *Server) certClient(ctx context.Context, t *clientTable, leaf *x509.Cert
 	// the broker trusts (XSUAA: "must chain to a trusted CA"). DNs are no
 	// secret; without the chain anyone could self-sign a look-alike.
 	if s.cfg.CA.VerifyClient(leaf, now) != nil {
-		return nil, "", false
+		return nil, "", false, nil
 	}
-	if cl, c := t.unpinnedClient(ctx, leaf.Subject.String(), leaf.Issuer.String()); cl != nil {
-		return cl, c.BindingID, now.Before(leaf.NotAfter)
+	cl, c, err := t.unpinnedClient(ctx, leaf.Subject.String(), leaf.Issuer.String())
+	if err != nil || cl == nil {
+		return nil, "", false, err
 	}
-	return nil, "", false
+	return cl, c.BindingID, now.Before(leaf.NotAfter), nil
 }
 
 // ParseTrustedProxies parses BROKER_TRUSTED_PROXIES: comma-separated IP

@@ -556,7 +556,10 @@ func TestBasicClientEncodings(t *testing.T) {
 		{"%zz", secret, false},
 	}
 	for _, c := range cases {
-		got, bindingID, ok := tbl.basicClient(t.Context(), c.id, c.secret)
+		got, bindingID, ok, err := tbl.basicClient(t.Context(), c.id, c.secret)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if ok != c.ok || (ok && (got != cl || bindingID != "b1")) {
 			t.Errorf("basicClient(%q, %q) = %v, %q, %v; want %v", c.id, c.secret, got, bindingID, ok, c.ok)
 		}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,7 +64,7 @@ type clientCert struct {
 // clientTable holds every client of the zone, the grants directory and the
 // role collections. Token requests read it without touching the store
 // (except for the first use of a client's credentials). It is kept current
-// one instance at a time (reloadInstance), so that a provision or bind
+// one instance at a time (clients.apply), so that a provision or bind
 // costs the same with a hundred instances as with a hundred thousand; a
 // full rebuild makes a new table.
 type clientTable struct {
@@ -81,14 +82,27 @@ type clientTable struct {
 	roleCollections map[string]*store.RoleCollection
 	owned           map[string][]string
 	dir             *grants.Directory
+	// floor is the ticket taken when the table was built, applied the
+	// ticket of the last read applied per instance (see clients).
+	floor   uint64
+	applied map[string]uint64
 }
 
 // clients holds the current table.
+//
+// Changes are applied as "read, then apply": a change's store read runs
+// without locks (so token requests are not held up by I/O), and the
+// result is applied under mu (and, by the Server, with token requests
+// paused). Reads can finish out of order, so each takes a ticket before it
+// starts, and a table applies a read only if it began after the table's
+// own build and after the last read it applied for the same instance: a
+// later read saw everything an earlier one did.
 type clients struct {
-	st    store.Store
-	table atomic.Pointer[clientTable]
-	stale atomic.Bool
-	mu    sync.Mutex // serialises full rebuilds and instance reloads
+	st      store.Store
+	table   atomic.Pointer[clientTable]
+	stale   atomic.Bool
+	tickets atomic.Uint64
+	mu      sync.Mutex // serialises full rebuilds and applying reads
 }
 
 func newClients(st store.Store) *clients {
@@ -98,40 +112,81 @@ func newClients(st store.Store) *clients {
 }
 
 // Invalidate marks the whole table stale: the next request rebuilds it.
-// Used when the change is not described (another replica's commit, the
-// admin API).
+// Used when the change is not described (another replica's commit that
+// the change log cannot name), or a change could not be read.
 func (c *clients) Invalidate() { c.stale.Store(true) }
 
-// InstanceChanged reloads one instance, its bindings and the role
-// collections it owns. It is called after every committed change, before
-// the OSB response is sent, so an unbound credential is refused by the
-// very next token request.
-func (c *clients) InstanceChanged(ctx context.Context, instanceID string) {
-	// Under mu: a full rebuild that read the store before this change
-	// committed must not replace a table this reload already fixed.
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t := c.table.Load()
-	if t == nil || c.stale.Load() {
-		return // the next request rebuilds everything anyway
-	}
-	if err := t.reloadInstance(ctx, instanceID); err != nil {
-		c.stale.Store(true) // fall back to a full rebuild
-	}
+// instanceRead is what the store held for one instance when it was read.
+type instanceRead struct {
+	ticket     uint64
+	instanceID string
+	in         *store.Instance // nil: deleted
+	client     *client         // nil: deleted
+	rcs        []*store.RoleCollection
 }
 
-// RoleCollectionsChanged rereads the role collections made through the
-// admin API (the only ones it creates or deletes).
-func (c *clients) RoleCollectionsChanged(ctx context.Context) {
+// readInstance reads one instance and the role collections it owns.
+func (c *clients) readInstance(ctx context.Context, instanceID string) (*instanceRead, error) {
+	r := &instanceRead{ticket: c.tickets.Add(1), instanceID: instanceID}
+	err := c.st.View(ctx, func(tx store.Tx) error {
+		in, err := tx.GetInstance(instanceID)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			return err
+		default:
+			r.in = in
+		}
+		r.rcs, err = tx.ListRoleCollectionsByOwner(instanceID)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if r.in != nil {
+		if r.client, err = newClient(r.in, time.Now().UnixNano()); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// readRoleCollections reads the role collections of one owner ("" = the
+// admin API's).
+func (c *clients) readRoleCollections(ctx context.Context, owner string) (*instanceRead, error) {
+	r := &instanceRead{ticket: c.tickets.Add(1), instanceID: rcOwnerKey(owner)}
+	err := c.st.View(ctx, func(tx store.Tx) error {
+		var err error
+		r.rcs, err = tx.ListRoleCollectionsByOwner(owner)
+		return err
+	})
+	return r, err
+}
+
+// rcOwnerKey keys reads of role collections alone in clientTable.applied;
+// instance ids are UUIDs, so it cannot clash with one.
+func rcOwnerKey(owner string) string { return "\x00role-collections:" + owner }
+
+// apply applies a read to the current table, unless the table is about to
+// be rebuilt anyway or the read is older than what the table holds.
+func (c *clients) apply(r *instanceRead) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t := c.table.Load()
 	if t == nil || c.stale.Load() {
+		return // the next request rebuilds everything
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if r.ticket <= t.floor || r.ticket <= t.applied[r.instanceID] {
 		return
 	}
-	if err := t.reloadRoleCollections(ctx, ""); err != nil {
-		c.stale.Store(true)
+	t.applied[r.instanceID] = r.ticket
+	if owner, ok := strings.CutPrefix(r.instanceID, rcOwnerKey("")); ok {
+		t.replaceOwnedLocked(owner, r.rcs)
+		return
 	}
+	t.applyInstanceLocked(r)
 }
 
 // Table returns the current table, rebuilding it first if it is stale.
@@ -147,13 +202,57 @@ func (c *clients) Table(ctx context.Context) (*clientTable, error) {
 	// Cleared before reading: a change committed while we read marks the
 	// table stale again and is not lost.
 	c.stale.Store(false)
+	floor := c.tickets.Add(1)
 	t, err := buildTable(ctx, c.st)
 	if err != nil {
 		c.stale.Store(true)
 		return nil, err
 	}
+	t.floor = floor
 	c.table.Store(t)
 	return t, nil
+}
+
+// refresh rereads from the store the instance behind a client id or a
+// certificate fingerprint, unless it was read less than maxAge ago, and
+// reports whether it did. With replicas sharing a database, a credential
+// another replica just created may not have reached this one yet; a failed
+// authentication asks for it before refusing. The age bound caps how often
+// failures cause reads.
+func (c *clients) refresh(ctx context.Context, t *clientTable, clientID, fp string, maxAge time.Duration) bool {
+	if t.st == nil {
+		return false
+	}
+	var instanceID string
+	_ = t.st.View(ctx, func(tx store.Tx) error {
+		if clientID != "" {
+			if in, err := tx.GetInstanceByClientID(clientID); err == nil {
+				instanceID = in.ID
+				return nil
+			}
+		}
+		if fp != "" {
+			if b, err := tx.GetBindingByFingerprint(fp); err == nil {
+				instanceID = b.InstanceID
+			}
+		}
+		return nil
+	})
+	if instanceID == "" {
+		return false
+	}
+	t.mu.RLock()
+	cl := t.byInstance[instanceID]
+	t.mu.RUnlock()
+	if cl != nil && time.Since(time.Unix(0, cl.loaded)) < maxAge {
+		return false
+	}
+	r, err := c.readInstance(ctx, instanceID)
+	if err != nil {
+		return false
+	}
+	c.apply(r)
+	return true
 }
 
 // buildTable reads every instance and role collection (not the bindings:
@@ -162,6 +261,7 @@ func buildTable(ctx context.Context, st store.Store) (*clientTable, error) {
 	t := &clientTable{
 		st: st, byID: map[string]*client{}, byInstance: map[string]*client{}, byFingerprint: map[string]*client{},
 		identities: map[[2]string]*client{}, roleCollections: map[string]*store.RoleCollection{}, owned: map[string][]string{},
+		applied: map[string]uint64{},
 	}
 	var apps []grants.App
 	var cls []*client
@@ -284,65 +384,24 @@ func (t *clientTable) removeLocked(cl *client) {
 	}
 }
 
-// reloadInstance replaces the client of one instance (or removes it) with
-// what the store holds now, together with the role collections it owns.
-func (t *clientTable) reloadInstance(ctx context.Context, instanceID string) error {
-	var in *store.Instance
-	var rcs []*store.RoleCollection
-	err := t.st.View(ctx, func(tx store.Tx) error {
-		var err error
-		in, err = tx.GetInstance(instanceID)
-		if errors.Is(err, store.ErrNotFound) {
-			in = nil
-		} else if err != nil {
-			return err
-		}
-		rcs, err = tx.ListRoleCollectionsByOwner(instanceID)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	var cl *client
-	if in != nil {
-		if cl, err = newClient(in, time.Now().UnixNano()); err != nil {
-			return err
-		}
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if old := t.byInstance[instanceID]; old != nil {
+// applyInstanceLocked replaces the client of one instance (or removes it)
+// with what a read found, together with the role collections it owns.
+// t.mu is held for writing.
+func (t *clientTable) applyInstanceLocked(r *instanceRead) {
+	if old := t.byInstance[r.instanceID]; old != nil {
 		t.removeLocked(old)
 	}
+	cl := r.client
 	if cl != nil && cl.Descriptor != nil {
-		t.dir.Upsert(broker.AppFor(in, cl.Descriptor))
-		cl.App, _ = t.dir.Lookup(instanceID)
+		t.dir.Upsert(broker.AppFor(r.in, cl.Descriptor))
+		cl.App, _ = t.dir.Lookup(r.instanceID)
 	} else {
-		t.dir.Remove(instanceID)
+		t.dir.Remove(r.instanceID)
 	}
 	if cl != nil {
 		t.addLocked(cl)
 	}
-	t.replaceOwnedLocked(instanceID, rcs)
-	return nil
-}
-
-// reloadRoleCollections rereads the role collections of one owner ("" =
-// those made through the admin API).
-func (t *clientTable) reloadRoleCollections(ctx context.Context, owner string) error {
-	var rcs []*store.RoleCollection
-	err := t.st.View(ctx, func(tx store.Tx) error {
-		var err error
-		rcs, err = tx.ListRoleCollectionsByOwner(owner)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.replaceOwnedLocked(owner, rcs)
-	return nil
+	t.replaceOwnedLocked(r.instanceID, r.rcs)
 }
 
 // replaceOwnedLocked makes rcs the role collections of owner.
@@ -422,33 +481,37 @@ func (t *clientTable) credsOf(ctx context.Context, cl *client) (*clientCreds, er
 
 // checkSecret reports whether secret belongs to a live binding of cl, and
 // which.
-func (t *clientTable) checkSecret(ctx context.Context, cl *client, secret string) (bindingID string, ok bool) {
+func (t *clientTable) checkSecret(ctx context.Context, cl *client, secret string) (bindingID string, ok bool, err error) {
 	c, err := t.credsOf(ctx, cl)
 	if err != nil {
-		return "", false
+		return "", false, err
 	}
 	bindingID, ok = c.secrets[sha256.Sum256([]byte(secret))]
-	return bindingID, ok
+	return bindingID, ok, nil
 }
 
 // hasBinding reports whether cl still has the binding with this id.
-func (t *clientTable) hasBinding(ctx context.Context, cl *client, bindingID string) bool {
-	c, err := t.credsOf(ctx, cl)
-	return err == nil && c.bindings[bindingID]
-}
-
-// liveBindings returns the ids of cl's live bindings (nil on a store error).
-func (t *clientTable) liveBindings(ctx context.Context, cl *client) map[string]bool {
+func (t *clientTable) hasBinding(ctx context.Context, cl *client, bindingID string) (bool, error) {
 	c, err := t.credsOf(ctx, cl)
 	if err != nil {
-		return nil
+		return false, err
 	}
-	return c.bindings
+	return c.bindings[bindingID], nil
+}
+
+// liveBindings returns the ids of cl's live bindings.
+func (t *clientTable) liveBindings(ctx context.Context, cl *client) (map[string]bool, error) {
+	c, err := t.credsOf(ctx, cl)
+	if err != nil {
+		return nil, err
+	}
+	return c.bindings, nil
 }
 
 // fingerprintClient finds the client holding the certificate with this
-// fingerprint, asking the store when no loaded client has it.
-func (t *clientTable) fingerprintClient(ctx context.Context, fp string) (*client, *clientCreds) {
+// fingerprint, asking the store when no loaded client has it. A nil client
+// and nil error mean nobody holds it.
+func (t *clientTable) fingerprintClient(ctx context.Context, fp string) (*client, *clientCreds, error) {
 	t.mu.RLock()
 	cl := t.byFingerprint[fp]
 	t.mu.RUnlock()
@@ -462,28 +525,31 @@ func (t *clientTable) fingerprintClient(ctx context.Context, fp string) (*client
 			instanceID = b.InstanceID
 			return nil
 		})
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, nil, nil
+		}
 		if err != nil {
-			return nil, nil
+			return nil, nil, err
 		}
 		t.mu.RLock()
 		cl = t.byInstance[instanceID]
 		t.mu.RUnlock()
 	}
 	if cl == nil {
-		return nil, nil
+		return nil, nil, nil
 	}
 	c, err := t.credsOf(ctx, cl)
 	if err != nil {
-		return nil, nil
+		return nil, nil, err
 	}
-	return cl, c
+	return cl, c, nil
 }
 
 // unpinnedClient finds the binding of an unpinned self-managed certificate
 // (certificate-pinning false) with this subject and issuer DN.
-func (t *clientTable) unpinnedClient(ctx context.Context, subject, issuer string) (*client, *clientCert) {
+func (t *clientTable) unpinnedClient(ctx context.Context, subject, issuer string) (*client, *clientCert, error) {
 	if t.st == nil {
-		return nil, nil
+		return nil, nil, nil
 	}
 	var bindings []*store.Binding
 	err := t.st.View(ctx, func(tx store.Tx) error {
@@ -492,7 +558,7 @@ func (t *clientTable) unpinnedClient(ctx context.Context, subject, issuer string
 		return err
 	})
 	if err != nil {
-		return nil, nil
+		return nil, nil, err
 	}
 	for _, b := range bindings {
 		if b.Cert == nil || !b.Cert.Provided || b.Cert.Pinned {
@@ -506,51 +572,15 @@ func (t *clientTable) unpinnedClient(ctx context.Context, subject, issuer string
 		}
 		c, err := t.credsOf(ctx, cl)
 		if err != nil {
-			continue
+			return nil, nil, err
 		}
 		for _, cc := range c.certs {
 			if cc.BindingID == b.ID {
-				return cl, cc
+				return cl, cc, nil
 			}
 		}
 	}
-	return nil, nil
-}
-
-// refreshClient rereads from the store the instance behind a client id or
-// a certificate fingerprint, unless it was read less than maxAge ago. With
-// replicas sharing a database, a credential another replica just created
-// may not have reached this one yet; a failed authentication asks for it
-// before refusing. The age bound caps how often failures cause reads.
-func (t *clientTable) refreshClient(ctx context.Context, clientID, fp string, maxAge time.Duration) bool {
-	if t.st == nil {
-		return false
-	}
-	var instanceID string
-	_ = t.st.View(ctx, func(tx store.Tx) error {
-		if clientID != "" {
-			if in, err := tx.GetInstanceByClientID(clientID); err == nil {
-				instanceID = in.ID
-				return nil
-			}
-		}
-		if fp != "" {
-			if b, err := tx.GetBindingByFingerprint(fp); err == nil {
-				instanceID = b.InstanceID
-			}
-		}
-		return nil
-	})
-	if instanceID == "" {
-		return false
-	}
-	t.mu.RLock()
-	cl := t.byInstance[instanceID]
-	t.mu.RUnlock()
-	if cl != nil && time.Since(time.Unix(0, cl.loaded)) < maxAge {
-		return false
-	}
-	return t.reloadInstance(ctx, instanceID) == nil
+	return nil, nil, nil
 }
 
 // fingerprintHex is the store's fingerprint format.

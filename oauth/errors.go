@@ -22,6 +22,12 @@ func errInvalidRequest(desc string) *Error {
 
 // errInvalidClient is the answer to any failed client authentication. The
 // description never says which part was wrong.
+// errRegistryUnavailable answers when the store could not be read: the
+// client may well be right, so this is not a failed authentication.
+func errRegistryUnavailable() *Error {
+	return &Error{Status: http.StatusServiceUnavailable, Code: "temporarily_unavailable", Description: "client registry unavailable"}
+}
+
 func errInvalidClient() *Error {
 	return &Error{Status: http.StatusUnauthorized, Code: "invalid_client", Description: "Bad credentials",
 		header: []string{"WWW-Authenticate", `Basic realm="UAA/client", error="unauthorized", error_description="Bad credentials"`}}

@@ -87,9 +87,16 @@ func (s *Server) consumeRefresh(w http.ResponseWriter, r *http.Request, t *clien
 		s.serverError(w, "refresh", err)
 		return nil, nil, false
 	}
-	if rec.BindingID != "" && !t.hasBinding(r.Context(), cl, rec.BindingID) {
-		writeError(w, &Error{Status: http.StatusUnauthorized, Code: "invalid_token", Description: "Invalid refresh token: its binding was deleted"})
-		return nil, nil, false
+	if rec.BindingID != "" {
+		live, err := t.hasBinding(r.Context(), cl, rec.BindingID)
+		if err != nil {
+			writeError(w, errRegistryUnavailable())
+			return nil, nil, false
+		}
+		if !live {
+			writeError(w, &Error{Status: http.StatusUnauthorized, Code: "invalid_token", Description: "Invalid refresh token: its binding was deleted"})
+			return nil, nil, false
+		}
 	}
 	if rec.BindingID != "" {
 		a.BindingID = rec.BindingID

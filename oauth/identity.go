@@ -76,7 +76,16 @@ func (s *Server) handleIdentityCerts(w http.ResponseWriter, r *http.Request) {
 	reject := func(why string) { writeError(w, errInvalidRequest(why)) }
 	if cid := r.Header.Get("X-Client_id"); cid != "" {
 		cl := t.client(cid)
-		if cl == nil || cl.Identity == nil || len(t.liveBindings(r.Context(), cl)) == 0 {
+		var live map[string]bool
+		if cl != nil {
+			var err error
+			if live, err = t.liveBindings(r.Context(), cl); err != nil {
+				// Not 400: xssec would take that as "reject this token".
+				writeError(w, errRegistryUnavailable())
+				return
+			}
+		}
+		if cl == nil || cl.Identity == nil || len(live) == 0 {
 			reject("unknown or unbound client " + cid)
 			return
 		}
@@ -101,7 +110,11 @@ func (s *Server) handleIdentityCerts(w http.ResponseWriter, r *http.Request) {
 			reject("x-client_cert is not a certificate")
 			return
 		}
-		caller, _, ok := s.certClient(r.Context(), t, cert)
+		caller, _, ok, err := s.certClient(r.Context(), t, cert)
+		if err != nil {
+			writeError(w, errRegistryUnavailable())
+			return
+		}
 		if !ok {
 			reject("x-client_cert does not belong to a bound client")
 			return

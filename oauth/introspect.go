@@ -84,7 +84,9 @@ func (s *Server) alive(r *http.Request, t *clientTable, claims jwt.MapClaims) bo
 	}
 	if rs := stringClaim(claims, "rev_sig"); rs != "" && rs != revSig("") {
 		live := false
-		for id := range t.liveBindings(r.Context(), cl) {
+		// A store that cannot be read answers "not alive": fail closed.
+		ids, _ := t.liveBindings(r.Context(), cl)
+		for id := range ids {
 			if revSig(id) == rs {
 				live = true
 				break

@@ -101,21 +101,41 @@ func (s *Server) Invalidate() {
 	s.clients.Invalidate()
 }
 
+// changeReadTimeout bounds the store read behind InstanceChanged and
+// RoleCollectionsChanged: the OSB request (or the replica watcher) that
+// reported the change waits for it.
+const changeReadTimeout = 10 * time.Second
+
 // RoleCollectionsChanged tells the server that the admin API created or
 // deleted a role collection (admin.API.Changed).
 func (s *Server) RoleCollectionsChanged() {
-	s.issuing.Lock()
-	defer s.issuing.Unlock()
-	s.clients.RoleCollectionsChanged(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), changeReadTimeout)
+	defer cancel()
+	r, err := s.clients.readRoleCollections(ctx, "")
+	s.applyChange(r, err)
 }
 
 // InstanceChanged tells the server that one instance or its bindings
-// changed (broker.Config.Changed); only that instance is reread. Like
-// Invalidate it waits for token requests in flight.
+// changed (broker.Config.Changed); only that instance is reread. The read
+// happens before token requests are paused; applying it waits for token
+// requests in flight, like Invalidate.
 func (s *Server) InstanceChanged(instanceID string) {
+	ctx, cancel := context.WithTimeout(context.Background(), changeReadTimeout)
+	defer cancel()
+	r, err := s.clients.readInstance(ctx, instanceID)
+	s.applyChange(r, err)
+}
+
+func (s *Server) applyChange(r *instanceRead, err error) {
 	s.issuing.Lock()
 	defer s.issuing.Unlock()
-	s.clients.InstanceChanged(context.Background(), instanceID)
+	if err != nil {
+		// Whatever changed must not be missed: rebuild on next use.
+		s.cfg.Logger.Error("reload-after-change", err)
+		s.clients.Invalidate()
+		return
+	}
+	s.clients.apply(r)
 }
 
 // Warm builds the client table ahead of the first request.

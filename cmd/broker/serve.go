@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
@@ -220,7 +221,8 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer) error {
 	// answer: the broker needs no table. A token request that arrives
 	// meanwhile waits for the same build. Keys for the pool are generated
 	// afterwards, so they do not compete with it for the CPU.
-	go func() {
+	startKeyPool := sync.OnceFunc(func() { go keyPool.Run(ctx) })
+	warm := func() {
 		began := time.Now()
 		if err := tokens.Warm(ctx); err != nil {
 			logger.Error("token-table", err) // the next token request retries
@@ -236,8 +238,12 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer) error {
 				logger.Error("release-mapped-pages", err)
 			}
 		}
-		keyPool.Run(ctx)
-	}()
+		startKeyPool()
+	}
+	watcher, shared := db.(store.Watcher)
+	if !shared {
+		go warm()
+	}
 	go purgeEphemeral(ctx, st, logger)
 	reportExpiry(ctx, logger.Session("expiry"), metrics, time.Now, expiryCheckInterval, watchedCerts(ca, srv.TLSConfig, cfg.TLSCert != ""))
 	if len(cfg.PreviousEncryptionKeys) > 0 {
@@ -251,15 +257,19 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer) error {
 			func() float64 { return float64(rs.Unreadable()) })
 		go rs.Loop(ctx, time.Hour)
 	}
-	if w, ok := db.(store.Watcher); ok {
+	if shared {
 		// Replicas share the database: another replica's bind, unbind or
 		// key rotation reaches this replica's caches within the
 		// watcher's bound (LISTEN/NOTIFY, with a polling fallback).
 		// The watcher says what changed, so that a bind on any replica
 		// rereads one instance here, not all of them.
-		go w.Watch(ctx, func(ch store.Change) {
+		// The first call once watching says Unknown: the table is built
+		// then, so that one build covers every change committed before
+		// (a build started earlier would be invalidated and built twice).
+		go watcher.Watch(ctx, func(ch store.Change) {
 			if ch.Unknown {
 				tokens.Invalidate()
+				warm()
 			} else {
 				for _, id := range ch.Instances {
 					tokens.InstanceChanged(id)
