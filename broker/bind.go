@@ -31,7 +31,7 @@ func (b *Broker) Bind(ctx context.Context, instanceID, bindingID string, d domai
 	if _, _, err := b.checkPlan(d.ServiceID, d.PlanID); err != nil {
 		return domain.Binding{}, err
 	}
-	params, err := canonicalParams(d.RawParameters)
+	params, err := CanonicalParams(d.RawParameters)
 	if err != nil {
 		return domain.Binding{}, err
 	}

@@ -108,10 +108,10 @@ func parseContext(raw json.RawMessage) requestContext {
 	return c
 }
 
-// canonicalParams validates that raw is absent, null or a JSON object and
+// CanonicalParams validates that raw is absent, null or a JSON object and
 // returns it compacted with sorted keys, so that "identical request" checks
 // do not depend on whitespace or key order. Absent, null and {} all yield nil.
-func canonicalParams(raw json.RawMessage) (json.RawMessage, error) {
+func CanonicalParams(raw json.RawMessage) (json.RawMessage, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
 		return nil, nil
@@ -207,7 +207,7 @@ func (b *Broker) Provision(ctx context.Context, id string, d domain.ProvisionDet
 	if err := checkMaintenanceInfo(d.MaintenanceInfo, plan); err != nil {
 		return domain.ProvisionedServiceSpec{}, err
 	}
-	params, err := canonicalParams(d.RawParameters)
+	params, err := CanonicalParams(d.RawParameters)
 	if err != nil {
 		return domain.ProvisionedServiceSpec{}, err
 	}
@@ -257,7 +257,7 @@ func (b *Broker) Provision(ctx context.Context, id string, d domain.ProvisionDet
 
 // Update implements domain.ServiceBroker.
 func (b *Broker) Update(ctx context.Context, id string, d domain.UpdateDetails, _ bool) (domain.UpdateServiceSpec, error) {
-	params, err := canonicalParams(d.RawParameters)
+	params, err := CanonicalParams(d.RawParameters)
 	if err != nil {
 		return domain.UpdateServiceSpec{}, err
 	}

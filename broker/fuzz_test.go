@@ -16,7 +16,7 @@ import (
 	"github.com/ossbroker/btp-security-broker/descriptor"
 )
 
-// FuzzCanonicalParams checks canonicalParams on its own: it refuses
+// FuzzCanonicalParams checks CanonicalParams on its own: it refuses
 // anything but absent, null or one JSON object with a 400, and what it
 // accepts comes out as the same value, compacted, and stable under a second
 // pass (the identical-request checks compare these bytes).
@@ -30,7 +30,7 @@ func FuzzCanonicalParams(f *testing.F) {
 	}
 	logger := lager.NewLogger("fuzz")
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		out, err := canonicalParams(raw)
+		out, err := CanonicalParams(raw)
 		if err != nil {
 			var fr *apiresponses.FailureResponse
 			if !errors.As(err, &fr) || fr.ValidatedStatusCode(logger) != http.StatusBadRequest {
@@ -54,7 +54,7 @@ func FuzzCanonicalParams(f *testing.F) {
 		if !reflect.DeepEqual(decodeAny(t, trimmed), decodeAny(t, out)) {
 			t.Fatalf("value changed: %q became %q", raw, out)
 		}
-		again, err := canonicalParams(out)
+		again, err := CanonicalParams(out)
 		if err != nil || !bytes.Equal(again, out) {
 			t.Fatalf("second pass: %q, %v; first %q", again, err, out)
 		}
@@ -96,7 +96,7 @@ const (
 
 // FuzzOSBBody sends a fuzzed body as a provision, update or bind through the
 // real OSB handler, which runs checkBody, brokerapi's decoding,
-// canonicalParams and the descriptor parsers (xs-security.json, identity
+// CanonicalParams and the descriptor parsers (xs-security.json, identity
 // parameters, bind parameters of both offerings). Whatever the body:
 //   - no panic, and the answer is one of the statuses the operation may give
 //     (never a 5xx, never a 422 except MaintenanceInfoConflict);
@@ -251,7 +251,7 @@ func generatesBigKey(instance string, body []byte) bool {
 	if json.Unmarshal(body, &d) != nil {
 		return false
 	}
-	params, err := canonicalParams(d.RawParameters)
+	params, err := CanonicalParams(d.RawParameters)
 	if err != nil {
 		return false
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -11,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"io"
 	"runtime"
 	"slices"
 	"strconv"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/pivotal-cf/brokerapi/v10/domain"
 
+	"github.com/ossbroker/btp-security-broker/broker"
 	"github.com/ossbroker/btp-security-broker/credentials"
 	"github.com/ossbroker/btp-security-broker/descriptor"
 	"github.com/ossbroker/btp-security-broker/store"
@@ -219,32 +218,6 @@ func short(guid string) string { return guid[:min(8, len(guid))] }
 // bindParams are the parameters of every seeded and measured bind.
 var bindParams = []byte(`{"credential-type":"binding-secret"}`)
 
-// canonicalParams mirrors broker.canonicalParams: the stored parameters
-// are the object re-encoded with sorted keys, numbers kept as written.
-func canonicalParams(raw []byte) (json.RawMessage, error) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
-		return nil, nil
-	}
-	var v any
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	if err := dec.Decode(&v); err != nil {
-		return nil, err
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, errors.New("data after the object")
-	}
-	obj, ok := v.(map[string]any)
-	if !ok {
-		return nil, errors.New("parameters must be an object")
-	}
-	if len(obj) == 0 {
-		return nil, nil
-	}
-	return json.Marshal(obj)
-}
-
 // InstanceSpec is what a provision request says about an xsuaa instance.
 type InstanceSpec struct {
 	ID, Org, Space, Name string
@@ -255,7 +228,7 @@ type InstanceSpec struct {
 // the xsappname sequence hands out seq (broker/broker.go Provision,
 // broker/xsuaa.go configureXsuaa).
 func BuildInstance(spec InstanceSpec, seq uint64, now time.Time) (*store.Instance, error) {
-	params, err := canonicalParams(spec.Params)
+	params, err := broker.CanonicalParams(spec.Params)
 	if err != nil {
 		return nil, err
 	}
@@ -422,7 +395,7 @@ func newBindingBuilder(in *store.Instance, enc *credentialsEncoder, sealer *cred
 		return nil, err
 	}
 	var err error
-	if bb.params, err = canonicalParams(bindParams); err != nil {
+	if bb.params, err = broker.CanonicalParams(bindParams); err != nil {
 		return nil, err
 	}
 	p, err := descriptor.ParseXsuaaBinding(bb.params, bb.d.CredentialTypes())
