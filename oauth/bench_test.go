@@ -84,24 +84,7 @@ func BenchmarkMintJWT(b *testing.B) {
 		if err != nil {
 			return nil, err
 		}
-		now := f.now().Unix()
-		return jwt.MapClaims{
-			"jti":         newJTI(),
-			"ext_attr":    f.srv.extAttr(cl, zone),
-			"sub":         cl.ID,
-			"authorities": authorities,
-			"scope":       granted,
-			"client_id":   cl.ID,
-			"cid":         cl.ID,
-			"azp":         cl.ID,
-			"grant_type":  ccGrant,
-			"rev_sig":     revSig(bd.ID),
-			"iat":         now,
-			"exp":         now + int64(cl.Descriptor.TokenValidity()),
-			"iss":         f.srv.issuer,
-			"zid":         zone.ID,
-			"aud":         grants.Audience(cl.ID, granted),
-		}, nil
+		return f.srv.clientCredentialsClaims(cl, bd.ID, zone, authorities, granted, newJTI(), f.now()), nil
 	}
 	claims, err := build()
 	if err != nil {

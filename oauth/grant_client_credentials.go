@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -39,26 +40,9 @@ func (s *Server) clientCredentials(w http.ResponseWriter, r *http.Request, t *cl
 		return
 	}
 
-	now := s.cfg.Now()
 	validity := cl.Descriptor.TokenValidity()
 	jti := newJTI()
-	claims := jwt.MapClaims{
-		"jti":         jti,
-		"ext_attr":    s.extAttr(cl, zone),
-		"sub":         cl.ID,
-		"authorities": authorities,
-		"scope":       granted,
-		"client_id":   cl.ID,
-		"cid":         cl.ID,
-		"azp":         cl.ID,
-		"grant_type":  "client_credentials",
-		"rev_sig":     revSig(a.BindingID),
-		"iat":         now.Unix(),
-		"exp":         now.Unix() + int64(validity),
-		"iss":         s.issuer,
-		"zid":         zone.ID,
-		"aud":         grants.Audience(cl.ID, granted),
-	}
+	claims := s.clientCredentialsClaims(cl, a.BindingID, zone, authorities, granted, jti, s.cfg.Now())
 	if azAttr != nil {
 		claims["az_attr"] = azAttr
 	}
@@ -100,4 +84,27 @@ func parseAzAttr(raw string) (map[string]any, *Error) {
 		return nil, errInvalidRequest(`authorities must be JSON of the form {"az_attr":{...}}`)
 	}
 	return v.AzAttr, nil
+}
+
+// clientCredentialsClaims are the claims of a client_credentials token of
+// cl (xsuaa.md §4), issued to the binding with bindingID: its authorities
+// and the scopes granted of them.
+func (s *Server) clientCredentialsClaims(cl *client, bindingID string, zone Zone, authorities, granted []string, jti string, now time.Time) jwt.MapClaims {
+	return jwt.MapClaims{
+		"jti":         jti,
+		"ext_attr":    s.extAttr(cl, zone),
+		"sub":         cl.ID,
+		"authorities": authorities,
+		"scope":       granted,
+		"client_id":   cl.ID,
+		"cid":         cl.ID,
+		"azp":         cl.ID,
+		"grant_type":  "client_credentials",
+		"rev_sig":     revSig(bindingID),
+		"iat":         now.Unix(),
+		"exp":         now.Unix() + int64(cl.Descriptor.TokenValidity()),
+		"iss":         s.issuer,
+		"zid":         zone.ID,
+		"aud":         grants.Audience(cl.ID, granted),
+	}
 }
