@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +15,7 @@ import (
 	"github.com/ossbroker/btp-security-broker/broker"
 	"github.com/ossbroker/btp-security-broker/descriptor"
 	"github.com/ossbroker/btp-security-broker/grants"
+	"github.com/ossbroker/btp-security-broker/internal/parallel"
 	"github.com/ossbroker/btp-security-broker/store"
 )
 
@@ -305,29 +305,17 @@ func buildTable(ctx context.Context, st store.Store) (*clientTable, error) {
 // on every core: with a large zone that is most of the start-up time.
 func clientsOf(instances []*store.Instance, loaded int64) ([]*client, error) {
 	out := make([]*client, len(instances))
-	workers := min(runtime.GOMAXPROCS(0), len(instances)/256)
-	if workers <= 1 {
-		workers = 1
-	}
-	errs := make([]error, workers)
-	var wg sync.WaitGroup
-	for w := range workers {
-		lo, hi := w*len(instances)/workers, (w+1)*len(instances)/workers
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := lo; i < hi; i++ {
-				cl, err := newClient(instances[i], loaded)
-				if err != nil {
-					errs[w] = err
-					return
-				}
-				out[i] = cl
+	err := parallel.Ranges(len(instances), 256, func(lo, hi int) error {
+		for i := lo; i < hi; i++ {
+			cl, err := newClient(instances[i], loaded)
+			if err != nil {
+				return err
 			}
-		}()
-	}
-	wg.Wait()
-	return out, errors.Join(errs...)
+			out[i] = cl
+		}
+		return nil
+	})
+	return out, err
 }
 
 // newClient makes the client of a stored instance. The instance's

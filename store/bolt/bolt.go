@@ -13,14 +13,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
 
+	"github.com/ossbroker/btp-security-broker/internal/parallel"
 	"github.com/ossbroker/btp-security-broker/store"
 )
 
@@ -155,7 +154,7 @@ func list[T any](b *bbolt.Bucket) ([]*T, error) {
 		return nil, err
 	}
 	out := make([]*T, len(values))
-	decode := func(lo, hi int) error {
+	err := parallel.Ranges(len(values), parallelDecodeMin, func(lo, hi int) error {
 		for i := lo; i < hi; i++ {
 			item := new(T)
 			if err := json.Unmarshal(values[i], item); err != nil {
@@ -164,33 +163,15 @@ func list[T any](b *bbolt.Bucket) ([]*T, error) {
 			out[i] = item
 		}
 		return nil
-	}
-	workers := min(runtime.GOMAXPROCS(0), len(values)/parallelDecodeMin)
-	if workers <= 1 {
-		if err := decode(0, len(values)); err != nil {
-			return nil, err
-		}
-		return out, nil
-	}
-	errs := make([]error, workers)
-	var wg sync.WaitGroup
-	for w := range workers {
-		lo, hi := w*len(values)/workers, (w+1)*len(values)/workers
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[w] = decode(lo, hi)
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	})
+	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-// parallelDecodeMin is the number of records per extra decoding goroutine
-// below which list decodes on the calling goroutine alone.
+// parallelDecodeMin is the fewest records list gives one decoding
+// goroutine.
 const parallelDecodeMin = 512
 
 func (x *tx) b(name []byte) *bbolt.Bucket { return x.t.Bucket(name) }
