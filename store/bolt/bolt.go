@@ -334,6 +334,19 @@ func (x *tx) scanPrefix(bucket, prefix []byte) []string {
 	return keys
 }
 
+// eachRecord decodes the records of a bucket one at a time (unlike list,
+// which holds them all: a backfill may read a million bindings).
+func eachRecord[T any](b *bbolt.Bucket, what string, fn func(*T)) error {
+	return b.ForEach(func(k, v []byte) error {
+		item := new(T)
+		if err := json.Unmarshal(v, item); err != nil {
+			return fmt.Errorf("index %s %s: %w", what, k, err)
+		}
+		fn(item)
+		return nil
+	})
+}
+
 // backfillIndexes fills the index buckets named in created from the
 // records, for a file written before those indexes existed. The keys are
 // put in key order: bbolt appends those to the last page instead of
@@ -348,44 +361,18 @@ func backfillIndexes(x *tx, created map[string]bool) error {
 			}
 		}
 	}
+	var err error
 	if created[string(bXSAppNames)] || created[string(bAppNames)] || created[string(bServiceNames)] {
-		err := x.b(bInstances).ForEach(func(k, v []byte) error {
-			var in store.Instance
-			if err := json.Unmarshal(v, &in); err != nil {
-				return fmt.Errorf("index instance %s: %w", k, err)
-			}
-			collect(instanceIndexEntries(&in))
-			return nil
-		})
-		if err != nil {
-			return err
-		}
+		err = eachRecord(x.b(bInstances), "instance", func(in *store.Instance) { collect(instanceIndexEntries(in)) })
 	}
-	if created[string(bRoleCollOwners)] {
-		err := x.b(bRoleCollections).ForEach(func(k, v []byte) error {
-			var rc store.RoleCollection
-			if err := json.Unmarshal(v, &rc); err != nil {
-				return fmt.Errorf("index role collection %s: %w", k, err)
-			}
-			collect(roleCollectionIndexEntries(&rc))
-			return nil
-		})
-		if err != nil {
-			return err
-		}
+	if err == nil && created[string(bRoleCollOwners)] {
+		err = eachRecord(x.b(bRoleCollections), "role collection", func(rc *store.RoleCollection) { collect(roleCollectionIndexEntries(rc)) })
 	}
-	if created[string(bCertDNs)] {
-		err := x.b(bBindings).ForEach(func(k, v []byte) error {
-			var b store.Binding
-			if err := json.Unmarshal(v, &b); err != nil {
-				return fmt.Errorf("index binding %s: %w", k, err)
-			}
-			collect(bindingIndexEntries(&b))
-			return nil
-		})
-		if err != nil {
-			return err
-		}
+	if err == nil && created[string(bCertDNs)] {
+		err = eachRecord(x.b(bBindings), "binding", func(b *store.Binding) { collect(bindingIndexEntries(b)) })
+	}
+	if err != nil {
+		return err
 	}
 	for bucket, ks := range keys {
 		slices.SortFunc(ks, bytes.Compare)
