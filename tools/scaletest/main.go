@@ -33,6 +33,8 @@ import (
 	"github.com/ossbroker/btp-security-broker/descriptor"
 	"github.com/ossbroker/btp-security-broker/store"
 	"github.com/ossbroker/btp-security-broker/store/bolt"
+
+	"github.com/ossbroker/btp-security-broker/tools/internal/stats"
 )
 
 const (
@@ -573,17 +575,8 @@ func osbOps(ctx context.Context, o options, sides []*side) error {
 
 func msSince(t time.Time) float64 { return float64(time.Since(t).Microseconds()) / 1000 }
 
-func pct(xs []float64, p float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	return s[int(p*float64(len(s)-1))]
-}
-
 func latencies(xs []float64) string {
-	return fmt.Sprintf("p50 %.2f ms  p99 %.2f ms  max %.2f ms", pct(xs, 0.5), pct(xs, 0.99), pct(xs, 1))
+	return fmt.Sprintf("p50 %.2f ms  p99 %.2f ms  max %.2f ms", stats.Percentile(xs, 0.5), stats.Percentile(xs, 0.99), stats.Percentile(xs, 1))
 }
 
 func ratio(a, b float64) string {
@@ -604,17 +597,17 @@ func printSummary(l *Layout, s, e *result) {
 	row("VmRSS after load", mib(s.memAfter.RSS), mib(e.memAfter.RSS), "")
 	row("  anon / file-backed", mib(s.memAfter.Anon)+" / "+mib(s.memAfter.File), mib(e.memAfter.Anon)+" / "+mib(e.memAfter.File), "")
 	row("VmHWM (peak RSS)", mib(s.memAfter.Peak), mib(e.memAfter.Peak), "")
-	sr, er := pct(s.rates, 0.5), pct(e.rates, 0.5)
+	sr, er := stats.Percentile(s.rates, 0.5), stats.Percentile(e.rates, 0.5)
 	row("tokens/s (c=8, median of rounds)", fmt.Sprintf("%.0f", sr), fmt.Sprintf("%.0f", er), ratio(sr, er))
-	row("token p50 (median of rounds)", fmt.Sprintf("%.2f ms", pct(s.p50s, 0.5)), fmt.Sprintf("%.2f ms", pct(e.p50s, 0.5)), ratio(pct(s.p50s, 0.5), pct(e.p50s, 0.5)))
-	row("token p99 (median of rounds)", fmt.Sprintf("%.2f ms", pct(s.p99s, 0.5)), fmt.Sprintf("%.2f ms", pct(e.p99s, 0.5)), ratio(pct(s.p99s, 0.5), pct(e.p99s, 0.5)))
+	row("token p50 (median of rounds)", fmt.Sprintf("%.2f ms", stats.Percentile(s.p50s, 0.5)), fmt.Sprintf("%.2f ms", stats.Percentile(e.p50s, 0.5)), ratio(stats.Percentile(s.p50s, 0.5), stats.Percentile(e.p50s, 0.5)))
+	row("token p99 (median of rounds)", fmt.Sprintf("%.2f ms", stats.Percentile(s.p99s, 0.5)), fmt.Sprintf("%.2f ms", stats.Percentile(e.p99s, 0.5)), ratio(stats.Percentile(s.p99s, 0.5), stats.Percentile(e.p99s, 0.5)))
 	row("token errors", strconv.Itoa(s.tokenErrors), strconv.Itoa(e.tokenErrors), "")
 	for _, x := range []struct {
 		name string
 		a, b []float64
 	}{{"provision", s.prov, e.prov}, {"bind (binding-secret)", s.bind, e.bind}} {
-		row(x.name+" p50", fmt.Sprintf("%.2f ms", pct(x.a, 0.5)), fmt.Sprintf("%.2f ms", pct(x.b, 0.5)), ratio(pct(x.a, 0.5), pct(x.b, 0.5)))
-		row(x.name+" p99", fmt.Sprintf("%.2f ms", pct(x.a, 0.99)), fmt.Sprintf("%.2f ms", pct(x.b, 0.99)), ratio(pct(x.a, 0.99), pct(x.b, 0.99)))
-		row(x.name+" max", fmt.Sprintf("%.2f ms", pct(x.a, 1)), fmt.Sprintf("%.2f ms", pct(x.b, 1)), "")
+		row(x.name+" p50", fmt.Sprintf("%.2f ms", stats.Percentile(x.a, 0.5)), fmt.Sprintf("%.2f ms", stats.Percentile(x.b, 0.5)), ratio(stats.Percentile(x.a, 0.5), stats.Percentile(x.b, 0.5)))
+		row(x.name+" p99", fmt.Sprintf("%.2f ms", stats.Percentile(x.a, 0.99)), fmt.Sprintf("%.2f ms", stats.Percentile(x.b, 0.99)), ratio(stats.Percentile(x.a, 0.99), stats.Percentile(x.b, 0.99)))
+		row(x.name+" max", fmt.Sprintf("%.2f ms", stats.Percentile(x.a, 1)), fmt.Sprintf("%.2f ms", stats.Percentile(x.b, 1)), "")
 	}
 }

@@ -19,11 +19,12 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/ossbroker/btp-security-broker/tools/internal/stats"
 )
 
 func main() {
@@ -56,14 +57,14 @@ func main() {
 		rate, lat, e := round(client, *tokenURL, form, *conc, *dur)
 		errs += e
 		rates = append(rates, rate)
-		p50s = append(p50s, pct(lat, 0.50))
-		p99s = append(p99s, pct(lat, 0.99))
+		p50s = append(p50s, stats.Percentile(lat, 0.50))
+		p99s = append(p99s, stats.Percentile(lat, 0.99))
 		fmt.Printf("round %d: c=%d %.0f tokens/s p50 %.2f ms p99 %.2f ms errors %d\n", i+1, *conc, rate, p50s[i], p99s[i], e)
 	}
-	fmt.Printf("median: c=%d tokens/s %.0f  p50 %.2f ms  p99 %.2f ms  errors %d\n", *conc, median(rates), median(p50s), median(p99s), errs)
+	fmt.Printf("median: c=%d tokens/s %.0f  p50 %.2f ms  p99 %.2f ms  errors %d\n", *conc, stats.Median(rates), stats.Median(p50s), stats.Median(p99s), errs)
 	if len(rsaRates) > 0 {
-		fmt.Printf("median: Go crypto/rsa 2048 signatures/s (one core, same run) %.0f\n", median(rsaRates))
-		fmt.Printf("ratio tokens/s ÷ RSA signs/s: %.2f\n", median(rates)/median(rsaRates))
+		fmt.Printf("median: Go crypto/rsa 2048 signatures/s (one core, same run) %.0f\n", stats.Median(rsaRates))
+		fmt.Printf("ratio tokens/s ÷ RSA signs/s: %.2f\n", stats.Median(rates)/stats.Median(rsaRates))
 	}
 	if errs > 0 {
 		os.Exit(1)
@@ -129,17 +130,6 @@ func rsaRate(d time.Duration) float64 {
 	}
 	return float64(n) / time.Since(start).Seconds()
 }
-
-func pct(xs []float64, p float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	return s[int(p*float64(len(s)-1))]
-}
-
-func median(xs []float64) float64 { return pct(xs, 0.5) }
 
 func fail(err error) {
 	fmt.Fprintln(os.Stderr, "tokenload:", err)
