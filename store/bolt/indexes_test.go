@@ -20,42 +20,11 @@ func TestIndexBackfill(t *testing.T) {
 		t.Run(string(drop[0]), func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "broker.db")
 			s := openTemp(t, path)
-			ins, rcs := storetest.IndexFixture()
-			storetest.MustUpdate(t, s, func(tx store.Tx) error {
-				for _, in := range ins {
-					if err := tx.CreateInstance(in); err != nil {
-						return err
-					}
-				}
-				for _, rc := range rcs {
-					if err := tx.PutRoleCollection(rc); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
+			storetest.WriteIndexFixture(t, s)
 			if err := s.Close(); err != nil {
 				t.Fatal(err)
 			}
-
-			db, err := bbolt.Open(path, 0o600, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			err = db.Update(func(tx *bbolt.Tx) error {
-				for _, b := range drop {
-					if err := tx.DeleteBucket(b); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-			if cerr := db.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
+			dropBuckets(t, path, drop...)
 
 			s = openTemp(t, path)
 			storetest.CheckIndexFixture(t, s)
@@ -119,20 +88,7 @@ func dropBuckets(t *testing.T, path string, drop ...[]byte) {
 func TestCertDNIndexBackfill(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "broker.db")
 	s := openTemp(t, path)
-	ins, bs := storetest.CertDNFixture()
-	storetest.MustUpdate(t, s, func(tx store.Tx) error {
-		for _, in := range ins {
-			if err := tx.CreateInstance(in); err != nil {
-				return err
-			}
-		}
-		for _, b := range bs {
-			if err := tx.CreateBinding(b); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	storetest.WriteCertDNFixture(t, s)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -2,10 +2,6 @@ package postgres
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"net/url"
-	"os"
 	"testing"
 
 	"github.com/ossbroker/btp-security-broker/store"
@@ -14,7 +10,7 @@ import (
 // BenchmarkUpdateOneInstance measures a writing Update of one instance,
 // which bumps the change counter (and logs what it touched).
 func BenchmarkUpdateOneInstance(b *testing.B) {
-	s := benchStore(b)
+	s := openStore(b, freshSchema(b))
 	in := newInstance("bench")
 	ctx := context.Background()
 	b.ResetTimer()
@@ -27,7 +23,7 @@ func BenchmarkUpdateOneInstance(b *testing.B) {
 
 // BenchmarkReadChangeLog measures what a watcher reads for one new change.
 func BenchmarkReadChangeLog(b *testing.B) {
-	s := benchStore(b)
+	s := openStore(b, freshSchema(b))
 	in := newInstance("bench")
 	ctx := context.Background()
 	if err := s.Update(ctx, func(tx store.Tx) error { return tx.PutInstance(in) }); err != nil {
@@ -44,33 +40,4 @@ func BenchmarkReadChangeLog(b *testing.B) {
 			b.Fatal(ch, err)
 		}
 	}
-}
-
-// benchStore opens a store in a schema of its own, dropped afterwards.
-func benchStore(b *testing.B) *Store {
-	b.Helper()
-	base := os.Getenv(urlVar)
-	if base == "" {
-		b.Skip("PostgreSQL benchmarks need " + urlVar)
-	}
-	raw := make([]byte, 8)
-	if _, err := rand.Read(raw); err != nil {
-		b.Fatal(err)
-	}
-	schema := "broker_bench_" + hex.EncodeToString(raw)
-	benchExec(b, base, "CREATE SCHEMA "+schema)
-	b.Cleanup(func() { benchExec(b, base, "DROP SCHEMA "+schema+" CASCADE") })
-	u, err := url.Parse(base)
-	if err != nil {
-		b.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	s, err := Open(context.Background(), u.String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { s.Close() })
-	return s
 }

@@ -32,7 +32,7 @@ const notifyBound = 2 * time.Second
 // build fails instead of hanging.
 const hangGuard = 30 * time.Second
 
-func serverURL(t *testing.T) string {
+func serverURL(t testing.TB) string {
 	t.Helper()
 	u := os.Getenv(urlVar)
 	if u == "" {
@@ -58,7 +58,7 @@ func connect(t *testing.T, dbURL string) *pgx.Conn {
 }
 
 // sqlExec runs statements on a plain connection of their own.
-func sqlExec(t *testing.T, dbURL string, sql string, args ...any) {
+func sqlExec(t testing.TB, dbURL string, sql string, args ...any) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
 	defer cancel()
@@ -73,7 +73,7 @@ func sqlExec(t *testing.T, dbURL string, sql string, args ...any) {
 	}
 }
 
-func randomName(t *testing.T) string {
+func randomName(t testing.TB) string {
 	t.Helper()
 	b := make([]byte, 8)
 	if _, err := rand.Read(b); err != nil {
@@ -84,7 +84,7 @@ func randomName(t *testing.T) string {
 
 // freshSchema creates an empty schema, dropped after the test, and returns
 // a URL whose connections use it.
-func freshSchema(t *testing.T) string {
+func freshSchema(t testing.TB) string {
 	t.Helper()
 	base := serverURL(t)
 	name := randomName(t)
@@ -111,7 +111,7 @@ func freshDatabase(t *testing.T) string {
 	return u.String()
 }
 
-func openStore(t *testing.T, dbURL string) *Store {
+func openStore(t testing.TB, dbURL string) *Store {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
 	defer cancel()

@@ -129,9 +129,15 @@ func createAll(tx store.Tx, ins []*store.Instance, bs []*store.Binding) error {
 // so that a backend's upgrade test checks the same lookups as a store
 // that maintained its index from the start.
 func testCertDNFixture(t *testing.T, s store.Store) {
+	WriteCertDNFixture(t, s)
+	CheckCertDNFixture(t, s)
+}
+
+// WriteCertDNFixture writes the CertDNFixture records through s.
+func WriteCertDNFixture(t *testing.T, s store.Store) {
+	t.Helper()
 	ins, bs := CertDNFixture()
 	MustUpdate(t, s, func(tx store.Tx) error { return createAll(tx, ins, bs) })
-	CheckCertDNFixture(t, s)
 }
 
 func testCertDNIndex(t *testing.T, s store.Store) {

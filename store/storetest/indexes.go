@@ -442,16 +442,13 @@ func testRoleCollectionOwnerIndex(t *testing.T, s store.Store) {
 	})
 }
 
-// testIndexFixture writes IndexFixture through the store and checks it,
-// so that a backend's upgrade test checks the same lookups as a store
-// that maintained its indexes from the start.
-func testIndexFixture(t *testing.T, s store.Store) {
+// WriteIndexFixture writes the IndexFixture records through s.
+func WriteIndexFixture(t *testing.T, s store.Store) {
+	t.Helper()
 	ins, rcs := IndexFixture()
 	MustUpdate(t, s, func(tx store.Tx) error {
-		for _, in := range ins {
-			if err := tx.CreateInstance(in); err != nil {
-				return err
-			}
+		if err := createAll(tx, ins, nil); err != nil {
+			return err
 		}
 		for _, rc := range rcs {
 			if err := tx.PutRoleCollection(rc); err != nil {
@@ -460,5 +457,12 @@ func testIndexFixture(t *testing.T, s store.Store) {
 		}
 		return nil
 	})
+}
+
+// testIndexFixture writes IndexFixture through the store and checks it,
+// so that a backend's upgrade test checks the same lookups as a store
+// that maintained its indexes from the start.
+func testIndexFixture(t *testing.T, s store.Store) {
+	WriteIndexFixture(t, s)
 	CheckIndexFixture(t, s)
 }
