@@ -381,29 +381,23 @@ func (a *API) createRoleCollection(w http.ResponseWriter, r *http.Request) {
 
 // templateExists reports whether ref ("<full xsappname>.<template>") names
 // a role template of an existing xsuaa instance. The instance is found
-// through the store's xsappname index, not by reading the whole zone. Full
-// xsappnames contain no '.', template names may: every split point is
-// tried, as grants.Directory.FindTemplate does.
+// through the store's xsappname index, not by reading the whole zone, at
+// every split point grants.Directory.FindTemplate tries.
 func templateExists(tx store.Tx, ref string) (bool, error) {
-	for i := strings.IndexByte(ref, '.'); i >= 0; {
-		in, err := tx.GetInstanceByXSAppName(ref[:i])
+	for app := range grants.TemplateRefSplits(ref) {
+		in, err := tx.GetInstanceByXSAppName(app)
 		switch {
 		case err == nil && in.Service == broker.ServiceXsuaa:
-			app, err := broker.AppOf(in)
+			a, err := broker.AppOf(in)
 			if err != nil {
 				return false, err
 			}
-			if _, _, ok := grants.NewDirectory([]grants.App{app}).FindTemplate(ref); ok {
+			if _, _, ok := grants.NewDirectory([]grants.App{a}).FindTemplate(ref); ok {
 				return true, nil
 			}
 		case err != nil && !errors.Is(err, store.ErrNotFound):
 			return false, err
 		}
-		j := strings.IndexByte(ref[i+1:], '.')
-		if j < 0 {
-			break
-		}
-		i += 1 + j
 	}
 	return false, nil
 }

@@ -8,6 +8,7 @@
 package grants
 
 import (
+	"iter"
 	"slices"
 	"strings"
 	"sync"
@@ -634,22 +635,29 @@ func (d *Directory) RoleTemplateScopes(app *App, template string) (scopes []stri
 func (d *Directory) FindTemplate(ref string) (*App, string, bool) {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	// Full xsappnames contain no '.', template names may; still, trying
-	// every split point costs nothing and tolerates odd names.
-	for i := strings.IndexByte(ref, '.'); i >= 0; {
-		if a := d.byFullName.winner(ref[:i]); a != nil {
-			name := ref[i+1:]
+	for app, name := range TemplateRefSplits(ref) {
+		if a := d.byFullName.winner(app); a != nil {
 			if slices.ContainsFunc(descriptorOf(a).RoleTemplates, func(rt descriptor.RoleTemplate) bool { return rt.Name == name }) {
 				return a, name, true
 			}
 		}
-		j := strings.IndexByte(ref[i+1:], '.')
-		if j < 0 {
-			break
-		}
-		i += 1 + j
 	}
 	return nil, "", false
+}
+
+// TemplateRefSplits yields the ways a role-template reference
+// "<full xsappname>.<template>" divides into an app name and a template
+// name, at each '.' from the first. Full xsappnames contain no '.',
+// template names may; trying every split point costs nothing and
+// tolerates odd names.
+func TemplateRefSplits(ref string) iter.Seq2[string, string] {
+	return func(yield func(app, template string) bool) {
+		for i := 0; i < len(ref); i++ {
+			if ref[i] == '.' && !yield(ref[:i], ref[i+1:]) {
+				return
+			}
+		}
+	}
 }
 
 var emptyDescriptor descriptor.Descriptor

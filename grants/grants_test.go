@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/ossbroker/btp-security-broker/descriptor"
@@ -716,5 +717,28 @@ func TestResolveStaysInTheOrg(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("same-org grant missing: %v", d.Authorities(r))
+	}
+}
+
+func TestTemplateRefSplits(t *testing.T) {
+	for ref, want := range map[string][][2]string{
+		"app!t1.Viewer":     {{"app!t1", "Viewer"}},
+		"app!t1.Team.Admin": {{"app!t1", "Team.Admin"}, {"app!t1.Team", "Admin"}},
+		"noDot":             nil,
+		".x":                {{"", "x"}},
+	} {
+		var got [][2]string
+		for app, tmpl := range TemplateRefSplits(ref) {
+			got = append(got, [2]string{app, tmpl})
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("TemplateRefSplits(%q) = %v, want %v", ref, got, want)
+		}
+	}
+	for app := range TemplateRefSplits("a.b.c") {
+		if app != "a" {
+			t.Fatalf("iteration went on after break: %q", app)
+		}
+		break
 	}
 }
